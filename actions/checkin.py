@@ -1,0 +1,187 @@
+"""Check-in actions: thin translations between the tracker and `painpath.checkins`.
+
+The form `checkin_form` asks the items of the current check-in (slot
+`checkin_items`, set when the check-in starts); every question id is a slot of
+the same name and has an `action_ask_<item>` action (bot/domain/checkin_items.yml).
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Dict, List, Optional, Text
+
+from rasa_sdk import Action, FormValidationAction, Tracker
+from rasa_sdk.events import ActiveLoop, EventType, SlotSet
+from rasa_sdk.executor import CollectingDispatcher
+from rasa_sdk.types import DomainDict
+
+from painpath import checkins
+from painpath.content import get_content, message
+from painpath.db import new_session
+from painpath.models import CheckIn, Patient
+
+logger = logging.getLogger(__name__)
+
+FORM = "checkin_form"
+
+
+def _item_resets() -> List[EventType]:
+    return [SlotSet(item, None) for item in get_content().questions]
+
+
+def _checkin_entity(tracker: Tracker) -> Optional[int]:
+    value = next(tracker.get_latest_entity_values("checkin_id"), None)
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+class ActionStartCheckin(Action):
+    """Start (or resume) the patient's check-in; sets `checkin_ready`."""
+
+    def name(self) -> Text:
+        return "action_start_checkin"
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
+                  domain: DomainDict) -> List[EventType]:
+        patient_id = tracker.sender_id
+        wanted = _checkin_entity(tracker)
+        with new_session() as session, session.begin():
+            checkin = session.get(CheckIn, wanted) if wanted else None
+            if checkin is not None and (checkin.patient_id != patient_id
+                                        or checkin.status in ("completed", "cancelled")):
+                checkin = None
+            checkin = checkin or checkins.next_checkin(session, patient_id)
+            if checkin is None or session.get(Patient, patient_id) is None:
+                dispatcher.utter_message(text=message("checkin_none_due"))
+                return [SlotSet("checkin_ready", False)]
+            intro, items = checkins.begin(session, checkin)
+            checkin_id = checkin.id
+        dispatcher.utter_message(text=intro)
+        return [*_item_resets(), SlotSet("checkin_id", checkin_id),
+                SlotSet("checkin_items", items), SlotSet("checkin_reask", False),
+                SlotSet("checkin_stopped", False), SlotSet("checkin_ready", True)]
+
+
+class ValidateCheckinForm(FormValidationAction):
+    """Every answer goes through `painpath.checkins.submit`, which parses and stores it."""
+
+    def name(self) -> Text:
+        return "validate_checkin_form"
+
+    async def required_slots(self, domain_slots: List[Text], dispatcher: CollectingDispatcher,
+                             tracker: Tracker, domain: DomainDict) -> List[Text]:
+        return list(tracker.get_slot("checkin_items") or [])
+
+    async def get_validation_events(self, dispatcher: CollectingDispatcher, tracker: Tracker,
+                                    domain: DomainDict) -> List[EventType]:
+        checkin_id = tracker.get_slot("checkin_id")
+        items = set(tracker.get_slot("checkin_items") or [])
+        events: List[EventType] = []
+        for item, text in tracker.slots_to_validate().items():
+            if item not in items or checkin_id is None:
+                continue
+            with new_session() as session, session.begin():
+                outcome = checkins.submit(session, int(checkin_id), item, str(text))
+            alerts = outcome.raised.alert_message_ids if outcome.raised else ()
+            for reply in outcome.replies:
+                dispatcher.utter_message(text=reply)
+            if alerts:
+                _deliver_alerts(alerts)
+            if outcome.status == "reask":
+                events += [SlotSet(item, None), SlotSet("checkin_reask", True)]
+            else:
+                events += [SlotSet(item, outcome.value), SlotSet("checkin_reask", False)]
+            if outcome.stop_checkin:
+                events += [SlotSet("checkin_stopped", True), SlotSet("requested_slot", None)]
+            tracker.slots.update({e["name"]: e["value"] for e in events})
+        return events
+
+    async def next_requested_slot(self, dispatcher: CollectingDispatcher, tracker: Tracker,
+                                  domain: DomainDict) -> Optional[EventType]:
+        if tracker.get_slot("checkin_stopped"):
+            return SlotSet("requested_slot", None)
+        return await super().next_requested_slot(dispatcher, tracker, domain)
+
+
+def _deliver_alerts(message_ids: tuple[int, ...]) -> None:
+    from painpath.messaging import deliver
+
+    for message_id in message_ids:
+        try:
+            deliver(message_id)
+        except Exception:  # the alert row stays queued for the retry sweep
+            logger.exception("alert message %s not delivered now", message_id)
+
+
+class AskCheckinItem(Action):
+    """Asks one check-in question (or its short re-ask after an unusable answer)."""
+
+    item: str = ""
+
+    def name(self) -> Text:
+        return f"action_ask_{self.item}"
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
+                  domain: DomainDict) -> List[EventType]:
+        q = checkins.question(self.item)
+        dispatcher.utter_message(text=q.reask if tracker.get_slot("checkin_reask") else q.text)
+        return [SlotSet("checkin_reask", False)]
+
+
+# One ask action per question in questions.yaml (names listed in the generated domain).
+ASK_ACTIONS: Dict[str, Any] = {
+    item: type(f"ActionAsk_{item}", (AskCheckinItem,), {"item": item})
+    for item in get_content().questions
+}
+
+
+class ActionFinishCheckin(Action):
+    """Completes the check-in and sends the personal summary."""
+
+    def name(self) -> Text:
+        return "action_finish_checkin"
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
+                  domain: DomainDict) -> List[EventType]:
+        checkin_id = tracker.get_slot("checkin_id")
+        if checkin_id is not None and not tracker.get_slot("checkin_stopped"):
+            with new_session() as session, session.begin():
+                dispatcher.utter_message(text=checkins.finish(session, int(checkin_id)))
+        return [SlotSet("checkin_id", None), SlotSet("checkin_items", None),
+                SlotSet("checkin_ready", None), SlotSet("checkin_stopped", False)]
+
+
+class ActionPauseCheckin(Action):
+    """Pauses the check-in; the patient resumes with CHECKIN/RESUME."""
+
+    def name(self) -> Text:
+        return "action_pause_checkin"
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
+                  domain: DomainDict) -> List[EventType]:
+        checkin_id = tracker.get_slot("checkin_id")
+        with new_session() as session, session.begin():
+            text = checkins.pause(session, int(checkin_id)) if checkin_id is not None \
+                else message("checkin_paused")
+        dispatcher.utter_message(text=text)
+        return [ActiveLoop(None), SlotSet("requested_slot", None)]
+
+
+class ActionHelp(Action):
+    """The clinic's name and number, and the emergency and crisis lines."""
+
+    def name(self) -> Text:
+        return "action_help"
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
+                  domain: DomainDict) -> List[EventType]:
+        with new_session() as session:
+            patient = session.get(Patient, tracker.sender_id)
+            clinic = patient.clinic if patient else None
+            text = message(
+                "help_text", clinic=clinic.name if clinic else "Your clinic",
+                clinic_phone=(clinic.phone if clinic and clinic.phone else "your clinic"),
+                emergency_number=(clinic.emergency_number if clinic else "911"))
+        dispatcher.utter_message(text=text)
+        return []

@@ -1,0 +1,255 @@
+"""The `painpath` command line (contract in DESIGN.md). `--json` makes any command print JSON."""
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import logging
+import sys
+from typing import Any, Callable
+
+from sqlalchemy import select
+
+from painpath.db import new_session
+from painpath.settings import ConfigError, get_settings
+
+logger = logging.getLogger(__name__)
+
+
+class CliError(Exception):
+    """A user-facing error: printed without a traceback, exit status 2."""
+
+
+def _emit(args: argparse.Namespace, data: Any, text: str | None = None) -> None:
+    if args.json:
+        print(json.dumps(data, ensure_ascii=False, default=str))
+    else:
+        print(text if text is not None else data)
+
+
+# --- commands -------------------------------------------------------------------------------
+
+def cmd_migrate(args: argparse.Namespace) -> None:
+    from painpath.migrate import upgrade
+
+    upgrade(get_settings().database_url)
+    _emit(args, {"migrated": True}, "database is up to date")
+
+
+def cmd_enroll(args: argparse.Namespace) -> None:
+    from painpath.enrollment import EnrollmentError, EnrollmentRequest, enroll
+
+    req = EnrollmentRequest(clinic_slug=args.clinic, phone=args.phone, procedure=args.procedure,
+                            procedure_at=args.procedure_at, timezone=args.timezone,
+                            name=args.name, channel=args.channel,
+                            baseline_pain=args.baseline_pain)
+    try:
+        with new_session() as session, session.begin():
+            patient = enroll(session, req)
+            patient_id = patient.id
+    except EnrollmentError as exc:
+        raise CliError(str(exc)) from None
+    _emit(args, {"id": patient_id}, patient_id)
+
+
+def cmd_clinician_add(args: argparse.Namespace) -> None:
+    from painpath.enrollment import EnrollmentError, get_clinic
+    from painpath.models import Clinician
+    from painpath.phone import InvalidPhone, normalize
+
+    try:
+        phone = normalize(args.phone)
+    except InvalidPhone as exc:
+        raise CliError(str(exc)) from None
+    password_hash = None
+    if args.username:
+        password = sys.stdin.readline().rstrip("\n") if not sys.stdin.isatty() \
+            else getpass.getpass("Password: ")
+        if len(password) < 10:
+            raise CliError("password must be at least 10 characters")
+        from argon2 import PasswordHasher
+
+        password_hash = PasswordHasher().hash(password)
+    try:
+        with new_session() as session, session.begin():
+            clinic = get_clinic(session, args.clinic)
+            if args.on_call:  # one primary and one backup per clinic
+                for other in session.execute(select(Clinician).where(
+                        Clinician.clinic_id == clinic.id, Clinician.on_call == args.on_call)
+                ).scalars():
+                    other.on_call = None
+            clinician = Clinician(clinic_id=clinic.id, name=args.name, phone=phone,
+                                  role=args.role, on_call=args.on_call, username=args.username,
+                                  password_hash=password_hash)
+            session.add(clinician)
+            session.flush()
+            clinician_id = clinician.id
+    except EnrollmentError as exc:
+        raise CliError(str(exc)) from None
+    _emit(args, {"id": clinician_id}, str(clinician_id))
+
+
+def cmd_checkin_start(args: argparse.Namespace) -> None:
+    from painpath.channels import start_checkin
+
+    try:
+        result = start_checkin(args.patient)
+    except LookupError as exc:
+        raise CliError(str(exc)) from None
+    _emit(args, result, f"check-in {result['checkin_id']} started for patient {args.patient} "
+                        f"by {result['channel']} ({len(result['messages'])} message(s))")
+
+
+def cmd_patient_show(args: argparse.Namespace) -> None:
+    from painpath.patients import show
+
+    with new_session() as session:
+        data = show(session, args.id)
+    if data is None:
+        raise CliError(f"no patient {args.id!r}")
+    lines = [f"patient {data['id']} ({data['procedure']}, {data['procedure_at']})"]
+    for c in data["checkins"]:
+        lines.append(f"  check-in {c['id']} {c['key']:>4} due {c['due_at']} {c['status']}"
+                     + (f" {c['answers']}" if c["answers"] else ""))
+    for e in data["escalations"]:
+        lines.append(f"  escalation {e['id']} {e['tier']} {e['status']}: {', '.join(e['reasons'])}")
+    _emit(args, data, "\n".join(lines))
+
+
+def cmd_chat_link(args: argparse.Namespace) -> None:
+    from painpath.weblink import chat_url
+
+    url = chat_url(args.patient)
+    _emit(args, {"url": url}, url)
+
+
+def _jsonl(path: str, fn: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+    stream = sys.stdin if path == "-" else open(path, encoding="utf-8")
+    with stream:
+        for line in stream:
+            if line.strip():
+                row = json.loads(line)
+                print(json.dumps(fn(row), ensure_ascii=False), flush=False)
+    sys.stdout.flush()
+
+
+def cmd_triage(args: argparse.Namespace) -> None:
+    from painpath.triage import triage
+
+    def one(row: dict[str, Any]) -> dict[str, Any]:
+        result = triage(row.get("text") or "", row.get("procedure") or None)
+        return {**row, "tier": result.tier, "reasons": list(result.reasons)}
+
+    if args.jsonl:
+        _jsonl(args.jsonl, one)
+        return
+    if not args.text:
+        raise CliError("give TEXT or --jsonl FILE")
+    out = one({"text": " ".join(args.text), "procedure": args.procedure})
+    _emit(args, {"tier": out["tier"], "reasons": out["reasons"]},
+          out["tier"] + ("" if not out["reasons"] else ": " + "; ".join(out["reasons"])))
+
+
+def cmd_parse_answer(args: argparse.Namespace) -> None:
+    from painpath.parsing import parse_answer
+
+    if args.jsonl:
+        _jsonl(args.jsonl, lambda row: {**row, "value": parse_answer(
+            row.get("question") or args.question, row.get("text") or "")})
+        return
+    if not args.question or not args.text:
+        raise CliError("give --question and TEXT, or --jsonl FILE")
+    value = parse_answer(args.question, " ".join(args.text))
+    _emit(args, {"value": value}, "null" if value is None else json.dumps(value))
+
+
+def cmd_seed_demo(args: argparse.Namespace) -> None:
+    from painpath.demo import seed_demo
+
+    info = seed_demo()
+    _emit(args, info, f"demo clinic '{info['clinic']}', demo patient {info['patient_id']}\n"
+                      f"web chat: {info['chat_url']}")
+
+
+# --- parser ---------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="print JSON")
+    parser = argparse.ArgumentParser(prog="painpath", parents=[common],
+                                     description="PainPath post-procedure follow-up")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("migrate", parents=[common], help="apply database migrations")
+    p.set_defaults(fn=cmd_migrate)
+
+    p = sub.add_parser("seed-demo", parents=[common], help="create the demo clinic and patient")
+    p.set_defaults(fn=cmd_seed_demo)
+
+    p = sub.add_parser("enroll", parents=[common], help="enrol a patient; prints the patient id")
+    p.add_argument("--clinic", required=True)
+    p.add_argument("--phone", required=True)
+    p.add_argument("--procedure", required=True)
+    p.add_argument("--procedure-at", required=True, help="ISO 8601")
+    p.add_argument("--timezone", help="IANA name, default: the clinic's")
+    p.add_argument("--name")
+    p.add_argument("--channel", choices=["sms", "web"], default="sms")
+    p.add_argument("--baseline-pain", type=float, help="usual pain 0-10 before the procedure")
+    p.set_defaults(fn=cmd_enroll)
+
+    p = sub.add_parser("clinician", parents=[common], help="manage clinicians")
+    csub = p.add_subparsers(dest="clinician_command", required=True)
+    p = csub.add_parser("add", parents=[common], help="add a clinician")
+    p.add_argument("--clinic", required=True)
+    p.add_argument("--name", required=True)
+    p.add_argument("--phone", required=True)
+    p.add_argument("--role", choices=["nurse", "admin"], default="nurse")
+    p.add_argument("--on-call", choices=["primary", "backup"])
+    p.add_argument("--username", help="dashboard login; password read from stdin")
+    p.set_defaults(fn=cmd_clinician_add)
+
+    p = sub.add_parser("checkin", parents=[common], help="check-ins")
+    csub = p.add_subparsers(dest="checkin_command", required=True)
+    p = csub.add_parser("start", parents=[common], help="start the patient's next check-in now")
+    p.add_argument("--patient", required=True)
+    p.set_defaults(fn=cmd_checkin_start)
+
+    p = sub.add_parser("patient", parents=[common], help="patients")
+    psub = p.add_subparsers(dest="patient_command", required=True)
+    p = psub.add_parser("show", parents=[common], help="show a patient's record")
+    p.add_argument("id")
+    p.set_defaults(fn=cmd_patient_show)
+
+    p = sub.add_parser("chat-link", parents=[common], help="a signed web-chat link for a patient")
+    p.add_argument("--patient", required=True)
+    p.set_defaults(fn=cmd_chat_link)
+
+    p = sub.add_parser("triage", parents=[common], help="red-flag triage of a message")
+    p.add_argument("--procedure")
+    p.add_argument("--jsonl", help="read {text, procedure} lines ('-' for stdin)")
+    p.add_argument("text", nargs="*")
+    p.set_defaults(fn=cmd_triage)
+
+    p = sub.add_parser("parse-answer", parents=[common], help="parse a check-in answer")
+    p.add_argument("--question", choices=["pain_0_10", "percent_relief", "pgic", "yes_no"])
+    p.add_argument("--jsonl", help="read {question, text} lines ('-' for stdin)")
+    p.add_argument("text", nargs="*")
+    p.set_defaults(fn=cmd_parse_answer)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        args.fn(args)
+    except (CliError, ConfigError) as exc:
+        if getattr(args, "json", False):
+            print(json.dumps({"error": str(exc)}))
+        print(f"painpath: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,193 @@
+"""Clinical content loaded from the YAML files in `painpath/content/`.
+
+The YAML is the reviewed source of truth (CLINICAL.md); this module loads it,
+checks it, and answers "which questions does this check-in ask?".
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import timedelta
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+CONTENT_DIR = Path(__file__).resolve().parent / "content"
+SMS_MAX_CHARS = 320  # two SMS segments
+KINDS = ("nrs", "percent", "pgic", "yesno")
+_OFFSET = re.compile(r"^(\d+(?:\.\d+)?)\s*([mhd])$")
+
+
+class ContentError(ValueError):
+    """The YAML content is inconsistent; the message names the file and entry."""
+
+
+@dataclass(frozen=True)
+class Question:
+    id: str
+    kind: str
+    label: str
+    text: str
+    reask: str
+    flag_tier: str | None = None
+    flag_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class SafetyRule:
+    item: str
+    from_day: float | None = None
+    until_day: float | None = None
+
+    def applies(self, day: float) -> bool:
+        """Whether this safety question is asked at a check-in `day` days after."""
+        if self.from_day is not None and day < self.from_day:
+            return False
+        return self.until_day is None or day <= self.until_day
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    key: str  # "6h", "1d"
+    offset: timedelta
+
+    @property
+    def day(self) -> float:
+        return self.offset.total_seconds() / 86400
+
+
+@dataclass(frozen=True)
+class Procedure:
+    id: str
+    label: str
+    family: str
+    checkpoints: tuple[Checkpoint, ...]
+    safety: tuple[SafetyRule, ...]
+
+
+@dataclass(frozen=True)
+class Content:
+    questions: dict[str, Question]
+    procedures: dict[str, Procedure]
+    instruments: dict[str, Any] = field(default_factory=dict)
+
+    def procedure(self, procedure_id: str) -> Procedure:
+        """The procedure `procedure_id`, or ValueError naming the known ids."""
+        try:
+            return self.procedures[procedure_id]
+        except KeyError:
+            known = ", ".join(sorted(self.procedures))
+            raise ValueError(f"unknown procedure {procedure_id!r}; known: {known}") from None
+
+    def plan(self, procedure_id: str, ask_baseline: bool) -> list[tuple[Checkpoint, list[str]]]:
+        """Every check-in of the default schedule with its ordered question ids.
+
+        Red-flag screen first, then pain now and % relief (CLINICAL.md §5); the
+        pre-procedure pain at the first check-in when enrolment did not record
+        it; PEG-3 at most weekly from day 7; PGIC from day 14.
+        """
+        proc = self.procedure(procedure_id)
+        inst = self.instruments
+        every = float(inst["peg"]["every_days"])
+        last_peg: float | None = None
+        planned = []
+        for index, checkpoint in enumerate(proc.checkpoints):
+            day = checkpoint.day
+            items = [rule.item for rule in proc.safety if rule.applies(day)]
+            if ask_baseline and index == 0:
+                items.append(inst["baseline"])
+            items.extend(inst["always"])
+            if day >= every and (last_peg is None or day - last_peg >= every - 0.5):
+                items.extend(inst["peg"]["items"])
+                last_peg = day
+            if day >= float(inst["pgic"]["from_day"]):
+                items.append(inst["pgic"]["item"])
+            planned.append((checkpoint, items))
+        return planned
+
+
+def parse_offset(text: str) -> timedelta:
+    """'4h' → 4 hours, '7d' → 7 days, '15m' → 15 minutes."""
+    m = _OFFSET.match(str(text).strip())
+    if not m:
+        raise ContentError(f"bad offset {text!r}: use e.g. 15m, 4h or 7d")
+    n, unit = float(m.group(1)), m.group(2)
+    return {"m": timedelta(minutes=n), "h": timedelta(hours=n), "d": timedelta(days=n)}[unit]
+
+
+def _load_yaml(name: str) -> dict[str, Any]:
+    with open(CONTENT_DIR / name, encoding="utf-8") as fh:
+        data = yaml.safe_load(fh)
+    if not isinstance(data, dict):
+        raise ContentError(f"{name}: expected a mapping at the top level")
+    return data
+
+
+def load_content() -> Content:
+    """Load and check questions.yaml and procedures.yaml."""
+    qdata = _load_yaml("questions.yaml")["items"]
+    questions: dict[str, Question] = {}
+    for qid, q in qdata.items():
+        if q.get("kind") not in KINDS:
+            raise ContentError(f"questions.yaml: {qid}: kind must be one of {KINDS}")
+        for key in ("text", "reask", "label"):
+            if not q.get(key):
+                raise ContentError(f"questions.yaml: {qid}: missing {key}")
+        for key in ("text", "reask"):
+            if len(q[key]) > SMS_MAX_CHARS:
+                raise ContentError(f"questions.yaml: {qid}: {key} longer than {SMS_MAX_CHARS}")
+        if q["kind"] == "yesno" and q.get("flag_tier") not in ("emergency", "urgent", "routine"):
+            raise ContentError(f"questions.yaml: {qid}: a yes/no safety question needs flag_tier")
+        questions[qid] = Question(
+            id=qid, kind=q["kind"], label=q["label"], text=q["text"].strip(),
+            reask=q["reask"].strip(), flag_tier=q.get("flag_tier"),
+            flag_reason=q.get("flag_reason"),
+        )
+    pdata = _load_yaml("procedures.yaml")
+    instruments = pdata["instruments"]
+    referenced = [instruments["baseline"], *instruments["always"],
+                  *instruments["peg"]["items"], instruments["pgic"]["item"]]
+    procedures: dict[str, Procedure] = {}
+    for pid, p in pdata["procedures"].items():
+        safety = tuple(SafetyRule(**rule) for rule in p.get("safety", []))
+        referenced.extend(rule.item for rule in safety)
+        checkpoints = tuple(Checkpoint(key=str(k), offset=parse_offset(k)) for k in p["checkins"])
+        if [c.offset for c in checkpoints] != sorted(c.offset for c in checkpoints):
+            raise ContentError(f"procedures.yaml: {pid}: check-ins must be in time order")
+        procedures[pid] = Procedure(id=pid, label=p["label"], family=p["family"],
+                                    checkpoints=checkpoints, safety=safety)
+    unknown = sorted(set(referenced) - set(questions))
+    if unknown:
+        raise ContentError(f"procedures.yaml refers to unknown questions: {', '.join(unknown)}")
+    return Content(questions=questions, procedures=procedures, instruments=instruments)
+
+
+@lru_cache(maxsize=1)
+def get_content() -> Content:
+    """The process-wide content (loaded once)."""
+    return load_content()
+
+
+PROCEDURE_IDS = (
+    "epidural_steroid_injection", "facet_injection", "medial_branch_block",
+    "radiofrequency_ablation", "sacroiliac_joint_injection", "sympathetic_block",
+    "peripheral_nerve_block", "trigger_point_injection", "scs_trial", "scs_implant",
+    "intrathecal_pump", "prp_injection", "vertebral_augmentation",
+)
+
+
+@lru_cache(maxsize=1)
+def get_messages() -> dict[str, str]:
+    """The bot's own wording (messages.yaml), checked for SMS length."""
+    data = _load_yaml("messages.yaml")
+    for key, text in data.items():
+        if len(str(text)) > SMS_MAX_CHARS:
+            raise ContentError(f"messages.yaml: {key} longer than {SMS_MAX_CHARS}")
+    return {k: str(v).strip() for k, v in data.items()}
+
+
+def message(key: str, **values: Any) -> str:
+    """The message `key` with its {placeholders} filled in."""
+    return get_messages()[key].format(**values)

@@ -1,0 +1,32 @@
+"""The demo clinic that `make run` seeds (idempotent)."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from painpath.db import new_session
+from painpath.enrollment import EnrollmentRequest, enroll, ensure_clinic
+from painpath.models import Clinician, Patient, utcnow
+from painpath.weblink import chat_url
+
+DEMO_PATIENT_PHONE = "+14155550100"
+
+
+def seed_demo() -> dict[str, str]:
+    """Create clinic `demo`, an on-call nurse and a web-chat demo patient if missing."""
+    with new_session() as session, session.begin():
+        clinic = ensure_clinic(session, "demo", "Demo Pain Clinic", phone="+14155550199",
+                               tz_name="America/Los_Angeles")
+        if session.execute(select(Clinician).where(Clinician.clinic_id == clinic.id)).first() is None:
+            session.add(Clinician(clinic_id=clinic.id, name="Nora Nurse", phone="+14155550142",
+                                  role="nurse", on_call="primary"))
+        patient = session.execute(select(Patient).where(
+            Patient.clinic_id == clinic.id, Patient.phone == DEMO_PATIENT_PHONE)).scalar_one_or_none()
+        if patient is None:
+            patient = enroll(session, EnrollmentRequest(
+                clinic_slug="demo", phone=DEMO_PATIENT_PHONE,
+                procedure="epidural_steroid_injection",
+                procedure_at=utcnow() - timedelta(days=1), name="Dana Demo", channel="web"))
+        patient_id = patient.id
+    return {"clinic": "demo", "patient_id": patient_id, "chat_url": chat_url(patient_id)}

@@ -1,0 +1,194 @@
+"""SQLAlchemy models for PainPath's own data.
+
+Schema changes go through Alembic (`painpath/migrations`); tests check that the
+migrations and these models agree.
+"""
+from __future__ import annotations
+
+import secrets
+from datetime import datetime, timezone
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import declarative_base, relationship
+from sqlalchemy.types import TypeDecorator
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+Base = declarative_base(metadata=MetaData(naming_convention=NAMING))
+
+
+def utcnow() -> datetime:
+    """Timezone-aware now in UTC."""
+    return datetime.now(timezone.utc)
+
+
+def new_id() -> str:
+    """An unguessable short id (patients' ids are also Rasa conversation ids)."""
+    return secrets.token_hex(8)
+
+
+class UTCDateTime(TypeDecorator):
+    """Stores UTC; always returns timezone-aware UTC datetimes (SQLite drops tzinfo)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):  # type: ignore[no-untyped-def]
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given; PainPath stores timezone-aware UTC")
+        value = value.astimezone(timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value, dialect):  # type: ignore[no-untyped-def]
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+class Clinic(Base):
+    __tablename__ = "clinic"
+    id = Column(Integer, primary_key=True)
+    slug = Column(String(64), nullable=False, unique=True)
+    name = Column(String(200), nullable=False)
+    phone = Column(String(20), nullable=True)
+    timezone = Column(String(64), nullable=False, default="America/New_York")
+    emergency_number = Column(String(16), nullable=False, default="911")
+    created_at = Column(UTCDateTime(), nullable=False, default=utcnow)
+
+
+class Clinician(Base):
+    __tablename__ = "clinician"
+    id = Column(Integer, primary_key=True)
+    clinic_id = Column(Integer, ForeignKey("clinic.id"), nullable=False, index=True)
+    name = Column(String(200), nullable=False)
+    phone = Column(String(20), nullable=False)
+    role = Column(String(16), nullable=False, default="nurse")
+    on_call = Column(String(16), nullable=True)  # primary | backup | None
+    username = Column(String(100), nullable=True, unique=True)
+    password_hash = Column(String(255), nullable=True)
+    active = Column(Boolean, nullable=False, default=True)
+    created_at = Column(UTCDateTime(), nullable=False, default=utcnow)
+    clinic = relationship("Clinic")
+
+
+class Patient(Base):
+    __tablename__ = "patient"
+    __table_args__ = (UniqueConstraint("clinic_id", "phone", name="uq_patient_clinic_phone"),)
+    id = Column(String(32), primary_key=True, default=new_id)
+    clinic_id = Column(Integer, ForeignKey("clinic.id"), nullable=False, index=True)
+    name = Column(String(200), nullable=True)
+    phone = Column(String(20), nullable=False, index=True)
+    timezone = Column(String(64), nullable=False)
+    channel = Column(String(8), nullable=False, default="sms")  # sms | web
+    sms_opted_out = Column(Boolean, nullable=False, default=False)
+    created_at = Column(UTCDateTime(), nullable=False, default=utcnow)
+    clinic = relationship("Clinic")
+    enrollments = relationship("Enrollment", back_populates="patient", order_by="Enrollment.id")
+
+
+class Enrollment(Base):
+    __tablename__ = "enrollment"
+    id = Column(Integer, primary_key=True)
+    patient_id = Column(String(32), ForeignKey("patient.id"), nullable=False, index=True)
+    procedure = Column(String(64), nullable=False)
+    procedure_at = Column(UTCDateTime(), nullable=False)
+    status = Column(String(16), nullable=False, default="active")  # active|cancelled|completed
+    baseline_pain = Column(Float, nullable=True)
+    created_at = Column(UTCDateTime(), nullable=False, default=utcnow)
+    patient = relationship("Patient", back_populates="enrollments")
+    checkins = relationship("CheckIn", back_populates="enrollment", order_by="CheckIn.due_at")
+
+
+class CheckIn(Base):
+    __tablename__ = "checkin"
+    __table_args__ = (UniqueConstraint("enrollment_id", "key", name="uq_checkin_enrollment_key"),)
+    id = Column(Integer, primary_key=True)
+    enrollment_id = Column(Integer, ForeignKey("enrollment.id"), nullable=False, index=True)
+    patient_id = Column(String(32), ForeignKey("patient.id"), nullable=False, index=True)
+    key = Column(String(32), nullable=False)  # e.g. "d1", "h4"
+    day = Column(Float, nullable=False)  # days after the procedure
+    due_at = Column(UTCDateTime(), nullable=False, index=True)
+    # scheduled | in_progress | paused | completed | missed | cancelled
+    status = Column(String(16), nullable=False, default="scheduled")
+    items = Column(JSON, nullable=False)
+    started_at = Column(UTCDateTime(), nullable=True)
+    completed_at = Column(UTCDateTime(), nullable=True)
+    enrollment = relationship("Enrollment", back_populates="checkins")
+    answers = relationship("Answer", back_populates="checkin", order_by="Answer.id")
+
+
+class Answer(Base):
+    __tablename__ = "answer"
+    __table_args__ = (UniqueConstraint("checkin_id", "item", name="uq_answer_checkin_item"),)
+    id = Column(Integer, primary_key=True)
+    checkin_id = Column(Integer, ForeignKey("checkin.id"), nullable=False, index=True)
+    item = Column(String(64), nullable=False)
+    value = Column(Float, nullable=True)  # None when unanswered
+    raw_text = Column(Text, nullable=True)
+    status = Column(String(16), nullable=False, default="pending")  # pending|answered|unanswered
+    attempts = Column(Integer, nullable=False, default=0)
+    created_at = Column(UTCDateTime(), nullable=False, default=utcnow)
+    checkin = relationship("CheckIn", back_populates="answers")
+
+
+class Message(Base):
+    __tablename__ = "message"
+    id = Column(Integer, primary_key=True)
+    patient_id = Column(String(32), ForeignKey("patient.id"), nullable=True, index=True)
+    clinician_id = Column(Integer, ForeignKey("clinician.id"), nullable=True)
+    direction = Column(String(8), nullable=False)  # in | out
+    channel = Column(String(8), nullable=False)  # sms | web
+    to = Column(String(64), nullable=True)
+    from_ = Column("from", String(64), nullable=True)
+    body = Column(Text, nullable=False)
+    # queued | sending | sent | delivered | failed | undelivered | received | logged
+    status = Column(String(16), nullable=False, default="queued")
+    provider_sid = Column(String(64), nullable=True, index=True)
+    idempotency_key = Column(String(128), nullable=True, unique=True)
+    error = Column(Text, nullable=True)
+    attempts = Column(Integer, nullable=False, default=0)
+    created_at = Column(UTCDateTime(), nullable=False, default=utcnow)
+    updated_at = Column(UTCDateTime(), nullable=False, default=utcnow, onupdate=utcnow)
+
+
+class Consent(Base):
+    __tablename__ = "consent"
+    id = Column(Integer, primary_key=True)
+    patient_id = Column(String(32), ForeignKey("patient.id"), nullable=False, index=True)
+    kind = Column(String(16), nullable=False, default="sms")
+    event = Column(String(16), nullable=False)  # opt_in | opt_out | help
+    source = Column(String(64), nullable=True)  # enrollment | keyword:STOP | twilio:21610
+    created_at = Column(UTCDateTime(), nullable=False, default=utcnow)
+
+
+class Escalation(Base):
+    __tablename__ = "escalation"
+    id = Column(Integer, primary_key=True)
+    patient_id = Column(String(32), ForeignKey("patient.id"), nullable=False, index=True)
+    checkin_id = Column(Integer, ForeignKey("checkin.id"), nullable=True)
+    tier = Column(String(16), nullable=False)  # emergency | crisis | urgent | routine
+    reasons = Column(JSON, nullable=False)
+    text = Column(Text, nullable=True)  # the patient's words
+    status = Column(String(16), nullable=False, default="open")
+    created_at = Column(UTCDateTime(), nullable=False, default=utcnow)

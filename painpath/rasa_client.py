@@ -1,0 +1,37 @@
+"""Talking to the Rasa server's HTTP API (started with --enable-api)."""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import httpx
+
+from painpath.settings import get_settings
+
+logger = logging.getLogger(__name__)
+
+START_CHECKIN_INTENT = "EXTERNAL_start_checkin"
+
+
+class RasaUnavailable(RuntimeError):
+    """The Rasa server did not answer."""
+
+
+def trigger_intent(conversation_id: str, intent: str, entities: dict[str, Any] | None = None,
+                   output_channel: str | None = None, rasa_url: str | None = None,
+                   timeout: float = 30.0) -> list[dict[str, Any]]:
+    """Inject `intent` into the conversation; returns the bot's messages.
+
+    With `output_channel` (e.g. "twilio") Rasa also sends them through that
+    channel itself.
+    """
+    url = f"{rasa_url or get_settings().rasa_url}/conversations/{conversation_id}/trigger_intent"
+    params = {"output_channel": output_channel} if output_channel else {}
+    try:
+        resp = httpx.post(url, params=params, json={"name": intent, "entities": entities or {}},
+                          timeout=timeout)
+    except httpx.HTTPError as exc:
+        raise RasaUnavailable(f"Rasa at {url} did not answer: {type(exc).__name__}") from None
+    if resp.status_code >= 400:
+        raise RasaUnavailable(f"Rasa answered {resp.status_code} for trigger_intent")
+    return list(resp.json().get("messages") or [])

@@ -1,0 +1,94 @@
+"""The SMS conversation edge: inbound routing (number → patient, keywords) and
+outbound replies to a patient. Used by the Rasa Twilio channel; blocking calls,
+run them off the event loop."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from painpath import consent
+from painpath.content import message
+from painpath.db import new_session
+from painpath.messaging import send_sms
+from painpath.models import Message, Patient
+from painpath.phone import InvalidPhone, mask, normalize
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Routed:
+    patient_id: str | None
+    forward_text: str | None  # what Rasa should see; None: handled here
+
+
+def find_patient_by_phone(session, phone: str) -> Patient | None:  # type: ignore[no-untyped-def]
+    """The patient with this number, preferring one with an active enrolment."""
+    rows = session.execute(
+        select(Patient).where(Patient.phone == phone).order_by(Patient.created_at.desc())
+    ).scalars().all()
+    for patient in rows:
+        if any(e.status == "active" for e in patient.enrollments):
+            return patient
+    return rows[0] if rows else None
+
+
+def route_inbound(sender: str, text: str, message_sid: str | None) -> Routed:
+    """Record an inbound SMS and decide what happens to it."""
+    try:
+        phone = normalize(sender)
+    except InvalidPhone:
+        phone = sender
+    keyword = consent.keyword(text)
+    with new_session() as session, session.begin():
+        patient = find_patient_by_phone(session, phone)
+        key = f"in:{message_sid}" if message_sid else None
+        if key and session.execute(select(Message.id).where(Message.idempotency_key == key)).first():
+            logger.info("duplicate inbound SMS %s ignored", message_sid)
+            return Routed(None, None)
+        session.add(Message(patient_id=patient.id if patient else None, direction="in",
+                            channel="sms", to="painpath", from_=phone, body=text[:4000],
+                            status="received", provider_sid=message_sid, idempotency_key=key))
+        if patient is None:
+            logger.info("inbound SMS from unknown number %s", mask(phone))
+        elif keyword == "opt_out":
+            consent.record_opt_out(session, patient.id, source="keyword")
+        elif keyword == "opt_in":
+            consent.record_opt_in(session, patient.id, source="keyword")
+        patient_id = patient.id if patient else None
+        clinic = patient.clinic if patient else None
+        clinic_name = clinic.name if clinic else ""
+        clinic_phone = (clinic.phone or "your clinic") if clinic else ""
+        emergency = (clinic.emergency_number or "911") if clinic else "911"
+    if patient_id is None:
+        if keyword != "opt_out":
+            send_sms(phone, message("unknown_sms_number"), idempotency_key=f"unknown:{message_sid}"
+                     if message_sid else None)
+        return Routed(None, None)
+    if keyword == "opt_out":
+        # Twilio's own opt-out handling confirms and blocks further sends.
+        return Routed(patient_id, None)
+    if keyword == "help":
+        send_sms(phone, message("help_text", clinic=clinic_name, clinic_phone=clinic_phone,
+                                emergency_number=emergency), patient_id=patient_id)
+        return Routed(patient_id, None)
+    if keyword == "opt_in":
+        return Routed(patient_id, None)
+    return Routed(patient_id, text)
+
+
+def send_to_patient(patient_id: str, text: str) -> Message | None:
+    """Send the bot's `text` to the patient's phone, unless they opted out."""
+    with new_session() as session:
+        patient = session.get(Patient, patient_id)
+        if patient is None:
+            logger.warning("reply to unknown patient id %s dropped", patient_id)
+            return None
+        if patient.sms_opted_out:
+            logger.info("patient %s opted out; SMS not sent", patient_id)
+            return None
+        phone = patient.phone
+    return send_sms(phone, text, patient_id=patient_id)
+
