@@ -73,6 +73,10 @@ class ValidateCheckinForm(FormValidationAction):
                              tracker: Tracker, domain: DomainDict) -> List[Text]:
         return list(tracker.get_slot("checkin_items") or [])
 
+    async def get_extraction_events(self, dispatcher: CollectingDispatcher, tracker: Tracker,
+                                    domain: DomainDict) -> List[EventType]:
+        return []  # answers are extracted by the domain's from_text mappings
+
     async def get_validation_events(self, dispatcher: CollectingDispatcher, tracker: Tracker,
                                     domain: DomainDict) -> List[EventType]:
         checkin_id = tracker.get_slot("checkin_id")

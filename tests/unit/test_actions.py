@@ -1,0 +1,156 @@
+"""Action tests: a real Tracker and CollectingDispatcher, exact events and responses."""
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from rasa_sdk import Tracker
+from rasa_sdk.events import ActiveLoop, SlotSet
+from rasa_sdk.executor import CollectingDispatcher
+from sqlalchemy import select
+
+from actions.checkin import (ASK_ACTIONS, ActionFinishCheckin, ActionHelp, ActionPauseCheckin,
+                             ActionStartCheckin, ValidateCheckinForm)
+from painpath.content import get_content
+from painpath.db import new_session
+from painpath.enrollment import EnrollmentRequest, enroll
+from painpath.models import Answer, CheckIn
+
+DOMAIN: dict[str, Any] = {
+    "forms": {"checkin_form": {"required_slots": []}},
+    "slots": {item: {"type": "any", "mappings": [{"type": "from_text"}]}
+              for item in get_content().questions},
+}
+
+
+def tracker(sender: str, slots: dict[str, Any] | None = None, text: str = "",
+            entities: list[dict[str, Any]] | None = None, requested: str | None = None,
+            intent: str = "inform") -> Tracker:
+    all_slots = {name: None for name in get_content().questions}
+    all_slots.update({"checkin_id": None, "checkin_items": None, "checkin_reask": None,
+                      "checkin_stopped": None, "requested_slot": requested})
+    all_slots.update(slots or {})
+    # what Rasa's form sends: the user turn, then the slot it extracted from the text
+    events: list[dict[str, Any]] = [{"event": "user", "text": text}]
+    if requested and all_slots.get(requested) is not None:
+        events.append({"event": "slot", "name": requested, "value": all_slots[requested]})
+    return Tracker(sender_id=sender, slots=all_slots,
+                   latest_message={"text": text, "intent": {"name": intent, "confidence": 1.0},
+                                   "entities": entities or []},
+                   events=events, paused=False, followup_action=None,
+                   active_loop={"name": "checkin_form"} if requested else {},
+                   latest_action_name="action_listen")
+
+
+@pytest.fixture
+def patient_id(clinic: str) -> str:
+    with new_session() as session, session.begin():
+        return enroll(session, EnrollmentRequest(
+            clinic_slug=clinic, phone="+14155550113", procedure="epidural_steroid_injection",
+            procedure_at="2026-11-20T09:30:00-05:00", name="Kim Park", baseline_pain=7)).id
+
+
+def checkin_id_of(patient_id: str) -> int:
+    with new_session() as session:
+        return session.execute(select(CheckIn.id).where(CheckIn.patient_id == patient_id)
+                               .order_by(CheckIn.due_at)).scalars().first()
+
+
+async def test_start_sets_the_items_of_the_due_checkin(patient_id: str) -> None:
+    dispatcher = CollectingDispatcher()
+    cid = checkin_id_of(patient_id)
+    events = await ActionStartCheckin().run(
+        dispatcher, tracker(patient_id, entities=[{"entity": "checkin_id", "value": str(cid)}]),
+        DOMAIN)
+    resets = [SlotSet(item, None) for item in get_content().questions]
+    assert events == [*resets, SlotSet("checkin_id", cid),
+                      SlotSet("checkin_items", ["safety_neuro", "safety_headache",
+                                                "pain_now", "percent_relief"]),
+                      SlotSet("checkin_reask", False), SlotSet("checkin_stopped", False),
+                      SlotSet("checkin_ready", True)]
+    assert len(dispatcher.messages) == 1
+    assert dispatcher.messages[0]["text"].startswith("Hi Kim, this is your care team's check-in")
+
+
+async def test_start_for_an_unknown_patient_says_nothing_is_due(database_url: str) -> None:
+    dispatcher = CollectingDispatcher()
+    events = await ActionStartCheckin().run(dispatcher, tracker("nobody"), DOMAIN)
+    assert events == [SlotSet("checkin_ready", False)]
+    assert "no check-in due" in dispatcher.messages[0]["text"]
+
+
+async def test_validation_accepts_reasks_and_gives_up(patient_id: str) -> None:
+    cid = checkin_id_of(patient_id)
+    items = ["safety_neuro", "safety_headache", "pain_now", "percent_relief"]
+    base = {"checkin_id": cid, "checkin_items": items}
+    form = ValidateCheckinForm()
+
+    dispatcher = CollectingDispatcher()
+    events = await form.run(dispatcher, tracker(patient_id, {**base, "pain_now": "a 6 maybe 7"},
+                                                requested="pain_now"), DOMAIN)
+    assert events == [SlotSet("pain_now", 7), SlotSet("checkin_reask", False),
+                      SlotSet("requested_slot", "safety_neuro")]
+    assert dispatcher.messages == []
+
+    dispatcher = CollectingDispatcher()
+    events = await form.run(dispatcher, tracker(patient_id, {**base, "percent_relief": "lots"},
+                                                requested="percent_relief"), DOMAIN)
+    assert events == [SlotSet("percent_relief", None), SlotSet("checkin_reask", True),
+                      SlotSet("requested_slot", "safety_neuro")]
+    dispatcher = CollectingDispatcher()
+    events = await form.run(dispatcher, tracker(patient_id, {**base, "percent_relief": "hmm"},
+                                                requested="percent_relief"), DOMAIN)
+    assert events == [SlotSet("percent_relief", "unanswered"), SlotSet("checkin_reask", False),
+                      SlotSet("requested_slot", "safety_neuro")]
+    assert [m["text"] for m in dispatcher.messages] == ["That's OK, let's move on."]
+    with new_session() as session:
+        rows = {a.item: (a.status, a.value) for a in session.execute(select(Answer)).scalars()}
+    assert rows == {"pain_now": ("answered", 7.0), "percent_relief": ("unanswered", None)}
+
+
+async def test_emergency_answer_stops_the_form(patient_id: str) -> None:
+    cid = checkin_id_of(patient_id)
+    dispatcher = CollectingDispatcher()
+    events = await ValidateCheckinForm().run(
+        dispatcher, tracker(patient_id, {"checkin_id": cid, "checkin_items": ["safety_neuro"],
+                                         "safety_neuro": "yes, my leg went numb"},
+                            requested="safety_neuro"), DOMAIN)
+    assert events == [SlotSet("safety_neuro", True), SlotSet("checkin_reask", False),
+                      SlotSet("checkin_stopped", True), SlotSet("requested_slot", None),
+                      SlotSet("requested_slot", None)]
+    assert "call 911 now" in dispatcher.messages[0]["text"]
+
+
+async def test_ask_action_uses_the_reask_after_a_failure() -> None:
+    dispatcher = CollectingDispatcher()
+    ask = ASK_ACTIONS["pain_now"]()
+    assert ask.name() == "action_ask_pain_now"
+    events = await ask.run(dispatcher, tracker("p", {"checkin_reask": True}), DOMAIN)
+    assert events == [SlotSet("checkin_reask", False)]
+    assert dispatcher.messages[0]["text"] == get_content().questions["pain_now"].reask
+    dispatcher = CollectingDispatcher()
+    await ask.run(dispatcher, tracker("p"), DOMAIN)
+    assert dispatcher.messages[0]["text"] == get_content().questions["pain_now"].text
+
+
+async def test_pause_and_finish(patient_id: str) -> None:
+    cid = checkin_id_of(patient_id)
+    await ActionStartCheckin().run(CollectingDispatcher(), tracker(patient_id), DOMAIN)
+    dispatcher = CollectingDispatcher()
+    events = await ActionPauseCheckin().run(dispatcher, tracker(patient_id, {"checkin_id": cid}),
+                                            DOMAIN)
+    assert events == [ActiveLoop(None), SlotSet("requested_slot", None)]
+    assert "paused" in dispatcher.messages[0]["text"]
+    dispatcher = CollectingDispatcher()
+    events = await ActionFinishCheckin().run(dispatcher, tracker(patient_id, {"checkin_id": cid}),
+                                             DOMAIN)
+    assert events == [SlotSet("checkin_id", None), SlotSet("checkin_items", None),
+                      SlotSet("checkin_ready", None), SlotSet("checkin_stopped", False)]
+    assert dispatcher.messages[0]["text"].startswith("Thank you, that's today's check-in done.")
+
+
+async def test_help_names_the_clinic(patient_id: str) -> None:
+    dispatcher = CollectingDispatcher()
+    assert await ActionHelp().run(dispatcher, tracker(patient_id), DOMAIN) == []
+    text = dispatcher.messages[0]["text"]
+    assert "Test Pain Clinic" in text and "+14155550198" in text and "988" in text

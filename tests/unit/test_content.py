@@ -1,0 +1,53 @@
+"""The clinical content: it loads, covers every procedure, fits SMS, matches the domain."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from painpath.content import PROCEDURE_IDS, SMS_MAX_CHARS, get_content, get_messages, parse_offset
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_every_procedure_id_of_the_contract_has_content() -> None:
+    assert sorted(get_content().procedures) == sorted(PROCEDURE_IDS)
+
+
+@pytest.mark.parametrize("procedure", PROCEDURE_IDS)
+def test_every_checkin_screens_first_and_asks_pain(procedure: str) -> None:
+    content = get_content()
+    for checkpoint, items in content.plan(procedure, ask_baseline=True):
+        assert "pain_now" in items and "percent_relief" in items
+        kinds = [content.questions[i].kind for i in items]
+        # the red-flag screen comes before anything else
+        assert kinds == sorted(kinds, key=lambda k: k != "yesno")
+        if checkpoint.day >= 14:
+            assert "pgic" in items
+
+
+def test_peg_at_weekly_checkpoints_only() -> None:
+    plan = dict((c.key, items) for c, items in get_content().plan("scs_trial", ask_baseline=False))
+    assert [k for k, items in plan.items() if "peg_pain" in items] == ["7d", "14d", "21d"]
+
+
+def test_messages_fit_two_sms_segments() -> None:
+    for q in get_content().questions.values():
+        assert len(q.text) <= SMS_MAX_CHARS and len(q.reask) <= SMS_MAX_CHARS
+    assert all(len(m) <= SMS_MAX_CHARS for m in get_messages().values())
+
+
+def test_offsets() -> None:
+    assert parse_offset("4h").total_seconds() == 4 * 3600
+    assert parse_offset("15m").total_seconds() == 900
+    with pytest.raises(ValueError):
+        parse_offset("tomorrow")
+
+
+def test_generated_domain_is_in_step_with_the_questions() -> None:
+    sys.path.insert(0, str(ROOT / "tools"))
+    from gen_checkin_domain import render
+
+    current = (ROOT / "bot" / "domain" / "checkin_items.yml").read_text()
+    assert current == render(), "run `make domain` after editing questions.yaml"
