@@ -20,7 +20,7 @@ logger = logging.getLogger(__name__)
 
 MAX_FAILURES = 2  # after this many unusable answers the item is recorded unanswered
 UNANSWERED = "unanswered"
-OPEN_STATUSES = ("in_progress", "paused")
+OPEN_STATUSES = ("in_progress", "paused", "starting")
 
 
 @dataclass

@@ -171,6 +171,13 @@ def cmd_seed_demo(args: argparse.Namespace) -> None:
                       f"web chat: {info['chat_url']}")
 
 
+def cmd_scheduler(args: argparse.Namespace) -> None:
+    from scheduler.service import run_forever
+
+    logging.getLogger().setLevel(logging.INFO)
+    run_forever()
+
+
 # --- parser ---------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -182,6 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("migrate", parents=[common], help="apply database migrations")
     p.set_defaults(fn=cmd_migrate)
+
+    p = sub.add_parser("scheduler", parents=[common], help="run the scheduler in the foreground")
+    p.set_defaults(fn=cmd_scheduler)
 
     p = sub.add_parser("seed-demo", parents=[common], help="create the demo clinic and patient")
     p.set_defaults(fn=cmd_seed_demo)

@@ -33,6 +33,7 @@ class Settings:
     chat_link_ttl_hours: int
     emergency_number: str
     crisis_line: str
+    run_scheduler: bool = False
 
     @property
     def twilio_configured(self) -> bool:
@@ -86,6 +87,7 @@ def load_settings() -> Settings:
         chat_link_ttl_hours=int(_env("CHAT_LINK_TTL_HOURS", "72")),
         emergency_number=_env("EMERGENCY_NUMBER", "911"),
         crisis_line=_env("CRISIS_LINE", "988"),
+        run_scheduler=_env("PAINPATH_SCHEDULER", "0").lower() in ("1", "true", "yes"),
     )
 
 

@@ -30,8 +30,8 @@ from starlette.concurrency import run_in_threadpool
 from painpath.db import new_session
 from painpath.models import Clinic, Message, Patient
 from painpath.settings import Settings, get_settings
-from web.twilio_status import status_router
 from painpath.weblink import InvalidChatLink, verify_chat_token
+from web.twilio_status import status_router
 
 logger = logging.getLogger(__name__)
 
@@ -324,4 +324,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
     app.include_router(_chat_router(settings, templates))
     app.include_router(status_router(settings))
+
+    if settings.run_scheduler:  # `make run`: the web app process also owns the scheduler
+        from scheduler.service import build_scheduler
+
+        scheduler = build_scheduler(settings.database_url)
+        app.add_event_handler("startup", scheduler.start)
+        app.add_event_handler("shutdown", lambda: scheduler.shutdown(wait=False))
     return app

@@ -1,0 +1,99 @@
+"""When a patient is contacted: due check-ins, quiet hours, relevance.
+
+The database is the source of truth; `start_due_checkins` is idempotent and is
+run by the scheduler process (scheduler/service.py). A check-in is claimed with
+a conditional UPDATE before Rasa is asked to start it, so two sweeps (or a sweep
+after a crash) never start it twice.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select, update
+
+from painpath.db import new_session
+from painpath.models import CheckIn, Enrollment, Patient, utcnow
+
+logger = logging.getLogger(__name__)
+
+QUIET_END = time(8, 0)  # reminders only from 08:00 …
+QUIET_START = time(21, 0)  # … until 21:00, patient's local time (CLINICAL.md §6)
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    started: list[int]
+    missed: list[int]
+    deferred: list[int]
+
+
+def in_quiet_hours(now: datetime, tz_name: str) -> bool:
+    """True when `now` is outside 08:00–21:00 in the patient's own time zone."""
+    local = now.astimezone(ZoneInfo(tz_name)).time()
+    return not (QUIET_END <= local < QUIET_START)
+
+
+def start_due_checkins(now: datetime | None = None, starter=None) -> SweepResult:  # type: ignore[no-untyped-def]
+    """Start every check-in that is due now, outside quiet hours, exactly once.
+
+    A check-in overtaken by a later one that is also due is marked missed
+    instead (only the most recent is still relevant).
+    """
+    from painpath.channels import start_checkin
+
+    now = now or utcnow()
+    starter = starter or start_checkin
+    started, missed, deferred = [], [], []
+    with new_session() as session, session.begin():
+        rows = session.execute(
+            select(CheckIn, Patient).join(Enrollment, CheckIn.enrollment_id == Enrollment.id)
+            .join(Patient, CheckIn.patient_id == Patient.id)
+            .where(CheckIn.status == "scheduled", CheckIn.due_at <= now,
+                   Enrollment.status == "active")
+            .order_by(CheckIn.patient_id, CheckIn.due_at)
+        ).all()
+        latest: dict[str, int] = {}
+        for checkin, _patient in rows:
+            latest[checkin.patient_id] = checkin.id
+        for checkin, patient in rows:
+            if latest[checkin.patient_id] != checkin.id:
+                checkin.status = "missed"
+                missed.append(checkin.id)
+            elif patient.channel == "sms" and patient.sms_opted_out:
+                continue
+            elif in_quiet_hours(now, patient.timezone):
+                deferred.append(checkin.id)
+        busy = {p for (p,) in session.execute(
+            select(CheckIn.patient_id).where(CheckIn.status.in_(("in_progress", "starting"))))}
+    for patient_id, checkin_id in latest.items():
+        if checkin_id in deferred or patient_id in busy:
+            continue
+        with new_session() as session, session.begin():
+            claimed = session.execute(
+                update(CheckIn).where(CheckIn.id == checkin_id, CheckIn.status == "scheduled")
+                .values(status="starting")).rowcount
+        if not claimed:
+            continue
+        try:
+            starter(patient_id)
+            started.append(checkin_id)
+        except Exception:
+            logger.exception("check-in %s could not be started; will retry", checkin_id)
+            with new_session() as session, session.begin():
+                session.execute(update(CheckIn).where(CheckIn.id == checkin_id,
+                                                      CheckIn.status == "starting")
+                                .values(status="scheduled"))
+    return SweepResult(started=started, missed=missed, deferred=deferred)
+
+
+def next_window_open(now: datetime, tz_name: str) -> datetime:
+    """The next 08:00 local time at or after `now` (for messages deferred by quiet hours)."""
+    zone = ZoneInfo(tz_name)
+    local = now.astimezone(zone)
+    candidate = datetime.combine(local.date(), QUIET_END, tzinfo=zone)
+    if candidate <= local:
+        candidate = datetime.combine(local.date() + timedelta(days=1), QUIET_END, tzinfo=zone)
+    return candidate

@@ -1,0 +1,1 @@
+"""The scheduler process: decides *when* a patient is contacted (APScheduler)."""

@@ -1,0 +1,62 @@
+"""Due check-ins start once, the overtaken ones are missed, quiet hours defer."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import select
+
+from painpath.db import new_session
+from painpath.enrollment import EnrollmentRequest, enroll
+from painpath.models import CheckIn
+from painpath.scheduling import in_quiet_hours, next_window_open, start_due_checkins
+
+
+def enrolled(clinic: str, tz: str = "America/Chicago") -> str:
+    with new_session() as session, session.begin():
+        return enroll(session, EnrollmentRequest(
+            clinic_slug=clinic, phone="+14155550114", procedure="epidural_steroid_injection",
+            procedure_at="2026-11-20T09:00:00-06:00", timezone=tz, baseline_pain=5)).id
+
+
+def statuses(patient_id: str) -> dict[str, str]:
+    with new_session() as session:
+        rows = session.execute(select(CheckIn).where(CheckIn.patient_id == patient_id)).scalars()
+        return {c.key: c.status for c in rows}
+
+
+def test_due_checkin_starts_once_and_older_ones_are_missed(clinic: str) -> None:
+    patient_id = enrolled(clinic)
+    calls: list[str] = []
+    now = datetime(2026, 11, 24, 16, 0, tzinfo=timezone.utc)  # 10:00 in Chicago, day 4
+    result = start_due_checkins(now, starter=calls.append)
+    assert calls == [patient_id]
+    assert statuses(patient_id) == {"6h": "missed", "1d": "missed", "4d": "starting",
+                                    "7d": "scheduled", "14d": "scheduled", "21d": "scheduled"}
+    assert len(result.started) == 1 and len(result.missed) == 2
+    # a second sweep (or a sweep after a restart) starts nothing again
+    assert start_due_checkins(now, starter=calls.append).started == []
+    assert calls == [patient_id]
+
+
+def test_quiet_hours_defer_until_the_window_opens(clinic: str) -> None:
+    patient_id = enrolled(clinic)
+    night = datetime(2026, 11, 24, 4, 0, tzinfo=timezone.utc)  # 22:00 in Chicago
+    calls: list[str] = []
+    result = start_due_checkins(night, starter=calls.append)
+    assert calls == [] and len(result.deferred) == 1
+    assert next_window_open(night, "America/Chicago") == datetime(
+        2026, 11, 24, 14, 0, tzinfo=timezone.utc)
+    assert in_quiet_hours(night, "America/Chicago")
+    assert not in_quiet_hours(datetime(2026, 11, 24, 14, 0, tzinfo=timezone.utc), "America/Chicago")
+
+
+def test_a_failed_start_is_retried_next_sweep(clinic: str) -> None:
+    patient_id = enrolled(clinic)
+    now = datetime(2026, 11, 24, 16, 0, tzinfo=timezone.utc)
+
+    def broken(_: str) -> None:
+        raise RuntimeError("Rasa is down")
+
+    assert start_due_checkins(now, starter=broken).started == []
+    assert statuses(patient_id)["4d"] == "scheduled"
+    assert len(start_due_checkins(now, starter=lambda _: None).started) == 1
