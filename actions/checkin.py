@@ -14,6 +14,7 @@ from rasa_sdk.events import ActiveLoop, EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
+from actions.common import deliver_alerts
 from painpath import checkins
 from painpath.content import get_content, message
 from painpath.db import new_session
@@ -86,12 +87,17 @@ class ValidateCheckinForm(FormValidationAction):
             if item not in items or checkin_id is None:
                 continue
             with new_session() as session, session.begin():
-                outcome = checkins.submit(session, int(checkin_id), item, str(text))
+                done, value = checkins.final_answer(session, int(checkin_id), item)
+                outcome = None if done else checkins.submit(session, int(checkin_id), item,
+                                                            str(text))
+            if outcome is None:  # answered already (e.g. by a red-flag message)
+                events += [SlotSet(item, value), SlotSet("checkin_reask", False)]
+                continue
             alerts = outcome.raised.alert_message_ids if outcome.raised else ()
             for reply in outcome.replies:
                 dispatcher.utter_message(text=reply)
             if alerts:
-                _deliver_alerts(alerts)
+                deliver_alerts(alerts)
             if outcome.status == "reask":
                 events += [SlotSet(item, None), SlotSet("checkin_reask", True)]
             else:
@@ -106,16 +112,6 @@ class ValidateCheckinForm(FormValidationAction):
         if tracker.get_slot("checkin_stopped"):
             return SlotSet("requested_slot", None)
         return await super().next_requested_slot(dispatcher, tracker, domain)
-
-
-def _deliver_alerts(message_ids: tuple[int, ...]) -> None:
-    from painpath.messaging import deliver
-
-    for message_id in message_ids:
-        try:
-            deliver(message_id)
-        except Exception:  # the alert row stays queued for the retry sweep
-            logger.exception("alert message %s not delivered now", message_id)
 
 
 class AskCheckinItem(Action):

@@ -82,8 +82,13 @@ def begin(session: Session, checkin: CheckIn) -> tuple[str, list[str]]:
     return intro, items
 
 
-def submit(session: Session, checkin_id: int, item: str, text: str) -> Outcome:
-    """Record the patient's `text` as the answer to `item` of check-in `checkin_id`."""
+def submit(session: Session, checkin_id: int, item: str, text: str,
+           raise_flags: bool = True) -> Outcome:
+    """Record the patient's `text` as the answer to `item` of check-in `checkin_id`.
+
+    A "yes" to a safety question raises its flag unless `raise_flags` is False
+    (the caller escalates itself).
+    """
     checkin = session.get(CheckIn, checkin_id)
     if checkin is None or item not in checkin.items:
         raise ValueError(f"check-in {checkin_id} has no item {item!r}")
@@ -111,7 +116,7 @@ def submit(session: Session, checkin_id: int, item: str, text: str) -> Outcome:
         enrollment.baseline_pain = float(value)
     session.flush()
     outcome = Outcome(status="accepted", value=value)
-    if q.kind == "yesno" and value is True and q.flag_tier:
+    if q.kind == "yesno" and value is True and q.flag_tier and raise_flags:
         outcome.raised = raise_flag(session, checkin.patient_id, q.flag_tier,
                                     [q.flag_reason or q.label], text=text, checkin_id=checkin_id)
         emergency = get_settings_emergency(session, checkin.patient_id)
@@ -121,6 +126,30 @@ def submit(session: Session, checkin_id: int, item: str, text: str) -> Outcome:
             checkin.status = "completed"
             checkin.completed_at = utcnow()
     return outcome
+
+
+def final_answer(session: Session, checkin_id: int, item: str) -> tuple[bool, object]:
+    """(True, value) when `item` already has a final answer (value None if unanswered)."""
+    answer = _answers(session, checkin_id).get(item)
+    if answer is None or answer.status == "pending":
+        return False, None
+    if answer.status == "unanswered":
+        return True, UNANSWERED
+    q = question(item)
+    return True, (bool(answer.value) if q.kind == "yesno" else _plain(answer.value))
+
+
+def _plain(value: float | None) -> float | int | None:
+    return int(value) if value is not None and float(value).is_integer() else value
+
+
+def try_answer(session: Session, checkin_id: int, item: str, text: str) -> Outcome | None:
+    """Record `text` as the answer to `item` only if it parses (a red-flag message
+    that also answers the question); no failure is counted otherwise."""
+    q = question(item)
+    if parse_answer(KINDS[q.kind], text or "") is None:
+        return None
+    return submit(session, checkin_id, item, text, raise_flags=False)
 
 
 def get_settings_emergency(session: Session, patient_id: str) -> str:

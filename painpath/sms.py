@@ -22,6 +22,7 @@ logger = logging.getLogger(__name__)
 class Routed:
     patient_id: str | None
     forward_text: str | None  # what Rasa should see; None: handled here
+    procedure: str | None = None  # the active enrolment's, for red-flag triage
 
 
 def find_patient_by_phone(session, phone: str) -> Patient | None:  # type: ignore[no-untyped-def]
@@ -58,6 +59,8 @@ def route_inbound(sender: str, text: str, message_sid: str | None) -> Routed:
         elif keyword == "opt_in":
             consent.record_opt_in(session, patient.id, source="keyword")
         patient_id = patient.id if patient else None
+        active = [e for e in patient.enrollments if e.status == "active"] if patient else []
+        procedure = active[-1].procedure if active else None
         clinic = patient.clinic if patient else None
         clinic_name = clinic.name if clinic else ""
         clinic_phone = (clinic.phone or "your clinic") if clinic else ""
@@ -76,7 +79,7 @@ def route_inbound(sender: str, text: str, message_sid: str | None) -> Routed:
         return Routed(patient_id, None)
     if keyword == "opt_in":
         return Routed(patient_id, None)
-    return Routed(patient_id, text)
+    return Routed(patient_id, text, procedure)
 
 
 def send_to_patient(patient_id: str, text: str) -> Message | None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 INPUTS = ["bot/config.yml", "bot/domain", "bot/stories", "bot/rules", "data/nlu",
-          "bot/painpath_rasa"]
+          "bot/painpath_rasa/redflag.py"]
 
 
 def inputs_hash() -> str:

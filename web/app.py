@@ -13,6 +13,7 @@ that conversations the clinic starts (a scheduled check-in) appear.
 """
 from __future__ import annotations
 
+import json
 import logging
 import re
 from pathlib import Path
@@ -28,8 +29,9 @@ from sqlalchemy import and_, or_, select
 from starlette.concurrency import run_in_threadpool
 
 from painpath.db import new_session
-from painpath.models import Clinic, Message, Patient
+from painpath.models import Clinic, Enrollment, Message, Patient
 from painpath.settings import Settings, get_settings
+from painpath.webhook_auth import HEADER, sign_body
 from painpath.weblink import InvalidChatLink, verify_chat_token
 from web.twilio_status import status_router
 
@@ -163,11 +165,26 @@ def _reply_body(reply: dict[str, Any]) -> str | None:
     return "\n".join(parts) if parts else None
 
 
-async def _ask_rasa(rasa_url: str, patient_id: str, text: str) -> list[str]:
-    url = f"{rasa_url}/webhooks/rest/webhook"
+def _procedure_of(database_url: str, patient_id: str) -> str | None:
+    with new_session(database_url) as session:
+        return session.execute(
+            select(Enrollment.procedure).where(Enrollment.patient_id == patient_id,
+                                               Enrollment.status == "active")
+            .order_by(Enrollment.id.desc())
+        ).scalars().first()
+
+
+async def _ask_rasa(settings: Settings, patient_id: str, text: str) -> list[str]:
+    """Send the patient's text to Rasa's web-chat channel, signed with the shared secret."""
+    url = f"{settings.rasa_url}/webhooks/web/webhook"
+    procedure = await run_in_threadpool(_procedure_of, settings.database_url, patient_id)
+    body = json.dumps({"sender": patient_id, "message": text,
+                       "metadata": {"procedure": procedure}}).encode()
+    headers = {"Content-Type": "application/json",
+               HEADER: sign_body(body, settings.secret_key)}
     try:
         async with httpx.AsyncClient(timeout=RASA_TIMEOUT_SECONDS) as client:
-            response = await client.post(url, json={"sender": patient_id, "message": text})
+            response = await client.post(url, content=body, headers=headers)
             response.raise_for_status()
             replies = response.json()
     except (httpx.HTTPError, ValueError) as exc:
@@ -252,7 +269,7 @@ def _chat_router(settings: Settings, templates: Jinja2Templates) -> APIRouter:
             )
         inbound = await run_in_threadpool(_store_inbound, db_url, patient.id, text)
         try:
-            bodies = await _ask_rasa(settings.rasa_url, patient.id, text)
+            bodies = await _ask_rasa(settings, patient.id, text)
         except RasaUnavailable as exc:
             logger.warning("web chat: Rasa unavailable for patient %s (%s); message %s kept",
                            patient.id, exc, inbound["id"])

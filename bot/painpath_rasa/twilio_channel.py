@@ -84,7 +84,9 @@ class TwilioInput(InputChannel):
             if routed.patient_id is not None and routed.forward_text is not None:
                 await on_new_message(UserMessage(
                     routed.forward_text, self.get_output_channel(), routed.patient_id,
-                    input_channel=self.name(), metadata={"message_sid": form.get("MessageSid")},
+                    input_channel=self.name(),
+                    metadata={"message_sid": form.get("MessageSid"),
+                              "procedure": routed.procedure},
                 ))
             return response.text(EMPTY_TWIML, content_type="text/xml")
 

@@ -21,6 +21,7 @@ from painpath import models
 from painpath.db import get_engine, new_session
 from painpath.models import Clinic, Clinician, Message, Patient
 from painpath.settings import Settings, load_settings
+from painpath.webhook_auth import HEADER, verify_body
 from painpath.weblink import make_chat_token
 from web.app import create_app
 
@@ -35,13 +36,17 @@ class FakeRasa:
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
         self.status = 200
+        self.secret_key = "test-secret-key-web-chat"
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802
                 length = int(self.headers.get("Content-Length", "0"))
-                payload = json.loads(self.rfile.read(length) or b"{}")
-                fake.requests.append({"path": self.path, "json": payload})
+                raw = self.rfile.read(length)
+                payload = json.loads(raw or b"{}")
+                fake.requests.append({"path": self.path, "json": payload,
+                                      "signed": verify_body(raw, self.headers.get(HEADER),
+                                                            fake.secret_key)})
                 if fake.status != 200:
                     body = b'{"error": "boom"}'
                     self.send_response(fake.status)
@@ -235,7 +240,9 @@ def test_post_stores_inbound_and_replies_and_forwards_to_rasa(
     assert out[0]["id"] < out[1]["id"] < out[2]["id"]
 
     assert fake_rasa.requests == [
-        {"path": "/webhooks/rest/webhook", "json": {"sender": PATIENT_ID, "message": "my pain is a 4"}}
+        {"path": "/webhooks/web/webhook",
+         "json": {"sender": PATIENT_ID, "message": "my pain is a 4", "metadata": {"procedure": None}},
+         "signed": True}
     ]
 
     stored = _messages(settings)

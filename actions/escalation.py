@@ -1,0 +1,68 @@
+"""Red flags in the patient's own words: the reply, the escalation, the alert."""
+from __future__ import annotations
+
+import logging
+from typing import List, Text
+
+from rasa_sdk import Action, Tracker
+from rasa_sdk.events import ActiveLoop, EventType, SlotSet
+from rasa_sdk.executor import CollectingDispatcher
+from rasa_sdk.types import DomainDict
+
+from actions.common import deliver_alerts_async
+from painpath import checkins
+from painpath.db import new_session
+from painpath.escalation import handle_red_flag
+from painpath.models import CheckIn
+from painpath.triage import tier_rank
+
+logger = logging.getLogger(__name__)
+
+FORM = "checkin_form"
+
+
+class ActionHandleRedFlag(Action):
+    """Emergency and crisis stop whatever is happening; urgent and routine are
+    escalated or noted and the check-in goes on (bot/rules/red_flags.yml)."""
+
+    def name(self) -> Text:
+        return "action_handle_red_flag"
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
+                  domain: DomainDict) -> List[EventType]:
+        entities = tracker.latest_message.get("entities") or []
+        tier = next((e["value"] for e in entities if e.get("entity") == "red_flag_tier"), "urgent")
+        reasons = [e["value"] for e in entities if e.get("entity") == "red_flag_reason"]
+        text = tracker.latest_message.get("text") or ""
+        in_form = (tracker.active_loop or {}).get("name") == FORM
+        checkin_id = tracker.get_slot("checkin_id") if in_form else None
+        item = tracker.get_slot("requested_slot") if in_form else None
+        events: List[EventType] = []
+        with new_session() as session, session.begin():
+            if checkin_id is not None and item:
+                # the message may also answer the open question ("yes, and I have a fever")
+                answered = checkins.try_answer(session, int(checkin_id), item, text)
+                if answered is not None:
+                    q = checkins.question(item)
+                    if answered.value is True and q.flag_tier and \
+                            tier_rank(q.flag_tier) > tier_rank(tier):
+                        tier = q.flag_tier
+                        reasons = [q.flag_reason or q.label, *reasons]
+                    events.append(SlotSet(item, answered.value))
+            response = handle_red_flag(session, tracker.sender_id, tier,
+                                       reasons or ["red flag in message"], text,
+                                       checkin_id=int(checkin_id) if checkin_id else None)
+            if response.stop_checkin and checkin_id is not None:
+                checkin = session.get(CheckIn, int(checkin_id))
+                if checkin is not None and checkin.status == "in_progress":
+                    checkin.status = "paused"  # answers kept; the nurse sees where it stopped
+        for reply in response.replies:
+            dispatcher.utter_message(text=reply)
+        if response.raised:
+            await deliver_alerts_async(response.raised.alert_message_ids)
+        if response.stop_checkin:
+            events.append(SlotSet("red_flag_stop", True))
+            if in_form:
+                events += [ActiveLoop(None), SlotSet("requested_slot", None)]
+            return events
+        return [*events, SlotSet("red_flag_stop", False)]
