@@ -60,9 +60,7 @@ class ActionHandleRedFlag(Action):
             dispatcher.utter_message(text=reply)
         if response.raised:
             await deliver_alerts_async(response.raised.alert_message_ids)
-        if response.stop_checkin:
-            events.append(SlotSet("red_flag_stop", True))
-            if in_form:
-                events += [ActiveLoop(None), SlotSet("requested_slot", None)]
-            return events
-        return [*events, SlotSet("red_flag_stop", False)]
+        events.append(SlotSet("red_flag_stop", response.stop_checkin))
+        if in_form:  # the rules reopen the form unless the check-in had to stop
+            events += [ActiveLoop(None), SlotSet("requested_slot", None)]
+        return events

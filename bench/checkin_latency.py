@@ -722,11 +722,21 @@ def run_saturation(bench: Bench) -> dict[str, Any]:
 
 
 # --- main -------------------------------------------------------------------------------------
-def ensure_model() -> str:
+def ensure_model(given: str | None) -> str:
+    """`tools/train.py` (a no-op when up to date), or the model given with --model."""
+    import stack
+
+    if given:
+        path = Path(given).resolve()
+        if not path.exists():
+            raise SystemExit(f"no model {given}")
+        stack.latest_model = lambda: path  # Stack.start() serves this model
+        return str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path)
     r = subprocess.run([sys.executable, str(ROOT / "tools" / "train.py")], cwd=ROOT,
                        capture_output=True, text=True)
     if r.returncode != 0:
-        raise SystemExit(f"tools/train.py failed:\n{r.stdout}\n{r.stderr}")
+        tail = "\n".join((r.stdout + r.stderr).splitlines()[-15:])
+        raise SystemExit(f"tools/train.py failed (pass --model to serve an existing model):\n{tail}")
     from stack import latest_model
 
     return str(latest_model().relative_to(ROOT))
@@ -798,6 +808,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="saturation: skip the extra step between the last good and first bad rate")
     p.add_argument("--no-warmup", dest="warmup", action="store_false",
                    help="skip the one unmeasured warm-up check-in")
+    p.add_argument("--model", default=None,
+                   help="serve this trained model instead of running tools/train.py first "
+                        "(e.g. when the current training data does not train)")
     p.add_argument("--keep-tmp", action="store_true",
                    help="keep the temp dir (DB, endpoints.yml, process logs)")
     p.add_argument("--no-write", dest="write", action="store_false",
@@ -817,7 +830,7 @@ def main(argv: list[str] | None = None) -> int:
         raise KeyboardInterrupt(f"signal {signum}")
 
     signal.signal(signal.SIGTERM, on_term)
-    model = ensure_model()
+    model = ensure_model(args.model)
     meta = {"run_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "git_commit": git_commit(), "model": model, "cpus": os.cpu_count(),
             "python": platform.python_version(),
