@@ -648,7 +648,7 @@ def run_rate(bench: Bench, rate: float, rng: random.Random) -> dict[str, Any]:
     res = {"offered_msgs_per_s": rate, "step_s": round(step_s, 1), "scheduled": total,
            "sent": sent, "skipped_no_ready_patient": skipped,
            "achieved_msgs_per_s": round(sent / window, 2) if window else 0.0,
-           "drain_s": round(t_end - t0 - step_s, 2),
+           "drain_s": round(t_end - (t0 + (total - 1) / rate), 2),  # last send → all replied
            **turn_stats(turns),
            "from_schedule_ms": summarize([t.from_sched_ms for t in turns if t.error is None]),
            "checkins_completed": completed, "processes": mon.report()}
@@ -715,8 +715,11 @@ def run_saturation(bench: Bench) -> dict[str, Any]:
            "steps": steps,
            "error_samples": bench.errors[:10]}
     log("")
+    tried = min((s["offered_msgs_per_s"] for s in steps), default=None)
+    point = (f"{best} msg/s" if best is not None
+             else f"not reached at any tested rate (lowest tried {tried} msg/s)")
     log(f"saturation point (highest offered rate with p95 ≤ {a.target_ms:.0f} ms, no errors, "
-        f"rate kept up): {best} msg/s; first failing rate: {worst} msg/s; "
+        f"rate kept up): {point}; first failing rate: {worst} msg/s; "
         f"highest rate kept up at any latency: {kept} msg/s")
     return res
 

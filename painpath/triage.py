@@ -63,9 +63,26 @@ _CONTRACTIONS = [
     (r"\byou'?re\b", "you are"), (r"\bthey'?re\b", "they are"), (r"\bn't\b", " not"),
     (r"\bwhat ill\b", "what i will"), (r"\bi ill\b", "i will"),
 ]
-_CONTRACTIONS_RE = [(re.compile(a), b) for a, b in _CONTRACTIONS]
+
+
+def _literals(pattern: str) -> tuple[str, ...]:
+    """A literal piece of each alternative of a contraction regex: a string the regex
+    matches always contains one of them (a cheap test before running the regex)."""
+    out = []
+    for alt in pattern.split("|"):
+        pieces = re.split(r"'\?", alt.replace(r"\b", ""))
+        out.append(max(pieces, key=len))
+    return tuple(out)
+
+
+_CONTRACTIONS_RE = [(re.compile(a), b, _literals(a)) for a, b in _CONTRACTIONS]
 _CONTRACTION_HINT = re.compile(r"n'?t\b|'|\b(?:i'?m|i'?ve|he'?s|she'?s|it'?s|itd|that'?s|theres|whats|cannot|what ill|i ill)\b")
 _WORD_RE = re.compile(r"[a-z0-9áéíóúñü'/-]+")
+_SOB_RE = re.compile(r"\bSOB\b")
+_DEG_RE = re.compile(r"(\d)\s*(?:º|°|deg\.?)\s*([fc])\b")
+_DEG2_RE = re.compile(r"(\d)([fc])\b")
+_DOTS_RE = re.compile(r"(?<=[a-z])[.,]{2,}")
+_PAIN_SLASH_RE = re.compile(r"^(\d{1,2})/10$")
 
 
 def _damerau1(a: str, b: str) -> bool:
@@ -175,6 +192,200 @@ class _PatternCompiler:
         return out
 
 
+# ───────────────────────────── token matcher ─────────────────────────────
+
+_EQ, _IN, _RX, _NUM, _NOTIN_TEXT = range(5)
+
+
+class _TokenMatcher:
+    """Drop-in replacement for ``spacy.matcher.Matcher`` for the patterns built above.
+
+    It runs the same state machine as spaCy's ``find_matches`` (quantifiers "1" and "?",
+    LOWER ==/IN/REGEX, LIKE_NUM, TEXT NOT_IN) and returns the same ``(key, start, end)``
+    list in the same order, but only starts a pattern at a token that one of its entry
+    tokens (the leading optional ones and the first required one) can match. spaCy starts
+    every pattern at every token, which is what made triage slow; a start that is pruned
+    here would have died on that token, and states of different patterns never interact,
+    so pruning cannot change the surviving matches or their order. The equivalence with
+    spaCy is checked by the unit tests.
+    """
+
+    def __init__(self):
+        self.patterns: list[tuple[str, tuple]] = []  # (key, specs); spec=(kind, value, opt, final)
+        self._entry_words: dict[str, set[int]] = {}
+        self._entry_rx: list[tuple[Any, set[int]]] = []
+        self._entry_num: set[int] = set()
+        self._entry_text_notin: list[tuple[frozenset, set[int]]] = []
+        self._cands: dict[tuple[str, str, bool], tuple[int, ...]] = {}
+        self._rx: dict[str, Any] = {}
+        self._required: list[tuple[tuple[int, Any], ...]] = []
+
+    def _spec(self, d: dict) -> tuple:
+        opt = d.get("OP") == "?"
+        if set(d) - {"OP"} == {"LOWER"}:
+            v = d["LOWER"]
+            if isinstance(v, str):
+                return (_EQ, v, opt)
+            if set(v) == {"IN"}:
+                return (_IN, frozenset(v["IN"]), opt)
+            if set(v) == {"REGEX"}:
+                rx = self._rx.setdefault(v["REGEX"], re.compile(v["REGEX"]))
+                return (_RX, rx, opt)
+        elif set(d) - {"OP"} == {"LIKE_NUM"} and d["LIKE_NUM"] is True:
+            return (_NUM, True, opt)
+        elif set(d) - {"OP"} == {"TEXT"} and set(d["TEXT"]) == {"NOT_IN"}:
+            return (_NOTIN_TEXT, frozenset(d["TEXT"]["NOT_IN"]), opt)
+        raise ValueError(f"unsupported token pattern {d!r}")
+
+    def add(self, key: str, patterns: list[list[dict]]) -> None:
+        for pat in patterns:
+            if d_op := [d.get("OP") for d in pat if d.get("OP") not in (None, "?")]:
+                raise ValueError(f"unsupported operator {d_op[0]!r}")
+            raw = [self._spec(d) for d in pat]
+            specs = tuple((k, v, o, i == len(raw) - 1) for i, (k, v, o) in enumerate(raw))
+            j = len(self.patterns)
+            self.patterns.append((key, specs))
+            # every required token must occur somewhere in the message for a match
+            self._required.append(tuple(dict.fromkeys((k, v) for k, v, o, _ in specs if not o)))
+            for kind, val, opt, _ in specs:
+                if kind == _EQ:
+                    self._entry_words.setdefault(val, set()).add(j)
+                elif kind == _IN:
+                    for w in val:
+                        self._entry_words.setdefault(w, set()).add(j)
+                elif kind == _RX:
+                    for rx, js in self._entry_rx:
+                        if rx is val:
+                            js.add(j)
+                            break
+                    else:
+                        self._entry_rx.append((val, {j}))
+                elif kind == _NUM:
+                    self._entry_num.add(j)
+                else:
+                    for vals, js in self._entry_text_notin:
+                        if vals == val:
+                            js.add(j)
+                            break
+                    else:
+                        self._entry_text_notin.append((val, {j}))
+                if not opt:
+                    break
+        self._cands.clear()
+
+    def _candidates(self, text: str, lower: str, num: bool) -> tuple[int, ...]:
+        key = (text, lower, num)
+        c = self._cands.get(key)
+        if c is None:
+            js = set(self._entry_words.get(lower, ()))
+            for rx, ids in self._entry_rx:
+                if rx.search(lower):
+                    js |= ids
+            if num:
+                js |= self._entry_num
+            for vals, ids in self._entry_text_notin:
+                if text not in vals:
+                    js |= ids
+            c = tuple(sorted(js))
+            if len(self._cands) < 100000:
+                self._cands[key] = c
+        return c
+
+    @staticmethod
+    def _present(kind: int, val: Any, texts, lowset: set, nums) -> bool:
+        if kind == _EQ:
+            return val in lowset
+        if kind == _IN:
+            return not val.isdisjoint(lowset)
+        if kind == _RX:
+            return any(val.search(w) for w in lowset)
+        if kind == _NUM:
+            return any(nums)
+        return any(t not in val for t in texts)
+
+    def __call__(self, texts: list[str], lowers: list[str], nums: list[bool]) -> list[tuple[str, int, int]]:
+        pats, required = self.patterns, self._required
+        states: list[tuple[int, int, int, int]] = []  # (pattern, spec index, start, length)
+        matches: list[tuple[str, int, int]] = []
+        lowset = set(lowers)
+        present: dict[tuple, bool] = {}
+        feasible: dict[int, bool] = {}
+        for i in range(len(texts)):
+            lw, tx, nm = lowers[i], texts[i], nums[i]
+            for j in self._candidates(tx, lw, nm):
+                f = feasible.get(j)
+                if f is None:
+                    f = True
+                    for spec in required[j]:
+                        ok = present.get(spec)
+                        if ok is None:
+                            ok = present[spec] = self._present(spec[0], spec[1], texts, lowset, nums)
+                        if not ok:
+                            f = False
+                            break
+                    feasible[j] = f
+                if f:
+                    states.append((j, 0, i, 0))
+            if not states:
+                continue
+            survivors: list[tuple[int, int, int, int]] = []
+            branches: list[tuple[int, int, int, int]] = []
+            for j, p, start, length in states:
+                key, specs = pats[j]
+                while True:
+                    kind, val, opt, final = specs[p]
+                    if kind == _EQ:
+                        ok = lw == val
+                    elif kind == _IN:
+                        ok = lw in val
+                    elif kind == _NOTIN_TEXT:
+                        ok = tx not in val
+                    elif kind == _RX:
+                        ok = val.search(lw) is not None
+                    else:
+                        ok = nm
+                    if opt:
+                        if ok:
+                            if final:  # MATCH_DOUBLE
+                                if length:
+                                    matches.append((key, start, start + length))
+                                matches.append((key, start, start + length + 1))
+                                break
+                            branches.append((j, p + 1, start, length + 1))  # RETRY_ADVANCE
+                            p += 1
+                            continue
+                        if final:  # MATCH_REJECT
+                            if length:
+                                matches.append((key, start, start + length))
+                            break
+                        p += 1  # RETRY
+                        continue
+                    if ok:
+                        if final:
+                            matches.append((key, start, start + length + 1))
+                        else:
+                            survivors.append((j, p + 1, start, length + 1))
+                    break
+            # identical states evolve identically and the earlier one emits every match
+            # first, so dropping later duplicates cannot change the (deduplicated) output
+            states = list(dict.fromkeys(survivors + branches)) if branches else survivors
+        for j, p, start, length in states:  # patterns ending in optional tokens
+            key, specs = pats[j]
+            while specs[p][2]:
+                if specs[p][3]:
+                    if length:
+                        matches.append((key, start, start + length))
+                    break
+                p += 1
+        seen: set = set()
+        out = []
+        for m in matches:
+            if m not in seen:
+                seen.add(m)
+                out.append(m)
+        return out
+
+
 # ───────────────────────────── engine ─────────────────────────────
 
 @dataclass
@@ -209,7 +420,7 @@ class TriageEngine:
 
     def __init__(self, lexicon_path: str | Path | None = None, validate: bool = False):
         import spacy
-        from spacy.matcher import Matcher, PhraseMatcher
+        from spacy.matcher import PhraseMatcher
 
         self._building = True  # no fuzzy repair of the lexicon's own words
         path = Path(lexicon_path) if lexicon_path else DEFAULT_LEXICON
@@ -228,11 +439,21 @@ class TriageEngine:
         ctx = lex.get("context") or {}
         self.cues = {k: [tuple(self._norm(str(c)).split()) for c in v] for k, v in ctx.items()
                      if isinstance(v, list)}
+        self._cue_index: dict[str, dict[str, list[tuple[tuple, int]]]] = {}
+        for kind, cues in self.cues.items():
+            idx: dict[str, list[tuple[tuple, int]]] = {}
+            for c in cues:
+                if c:
+                    idx.setdefault(c[0], []).append((c, len(c)))
+            self._cue_index[kind] = idx
+        self._neg_terms = set(t[0] for t in self.cues.get("negation_terminators", []) if len(t) == 1)
         self.self_words = set(_phrase_list(ctx.get("self_words")))
         self.other_words = set(_phrase_list(ctx.get("other_words")))
 
         comp = _PatternCompiler(self.vocab)
-        self.matcher = Matcher(self.nlp.vocab, validate=validate)
+        self._validate = validate
+        self._token_patterns: list[tuple[str, list[list[dict]]]] = []  # (rule id, patterns)
+        self.matcher = _TokenMatcher()
         self.phrases = PhraseMatcher(self.nlp.vocab, attr="LOWER")
         self.rules: dict[str, _Rule] = {}
         self.universal: set[str] = set()
@@ -272,7 +493,10 @@ class TriageEngine:
             self.rules[rid] = _Rule(rid, tier, reason, frozenset(feats | {rid}))
             self.universal.add(rid)
         self._building = False
-        self.nlp("warm up")  # touch the tokenizer once
+        self._spacy_matcher_obj = None
+        if validate:
+            self.spacy_matcher()  # let spaCy validate every compiled pattern
+        self.nlp.make_doc("warm up")  # touch the tokenizer once
 
     # -- building --
     def _add_rule(self, r: dict, comp: _PatternCompiler) -> None:
@@ -293,6 +517,7 @@ class TriageEngine:
             pats.extend(comp.compile(str(p)))
         if pats:
             self.matcher.add(rid, pats)
+            self._token_patterns.append((rid, pats))
         phr = [self.nlp.make_doc(self._norm(p)) for p in _phrase_list(r.get("phrases"))]
         if phr:
             self.phrases.add(rid, phr)
@@ -300,14 +525,15 @@ class TriageEngine:
     # -- normalisation --
     def _norm(self, text: str) -> str:
         t = text.replace("\u2019", "'").replace("\u2018", "'").replace("`", "'")
-        t = re.sub(r"\bSOB\b", " short of breath ", t)
+        t = _SOB_RE.sub(" short of breath ", t)
         t = t.lower()
-        t = re.sub(r"(\d)\s*(?:º|°|deg\.?)\s*([fc])\b", r"\1 °\2", t)
-        t = re.sub(r"(\d)([fc])\b", r"\1 °\2", t)
-        t = re.sub(r"(?<=[a-z])[.,]{2,}", ". ", t)
+        t = _DEG_RE.sub(r"\1 °\2", t)
+        t = _DEG2_RE.sub(r"\1 °\2", t)
+        t = _DOTS_RE.sub(". ", t)
         if _CONTRACTION_HINT.search(t):
-            for rx, rep in _CONTRACTIONS_RE:
-                t = rx.sub(rep, t)
+            for rx, rep, lits in _CONTRACTIONS_RE:
+                if any(lit in t for lit in lits):
+                    t = rx.sub(rep, t)
 
         cache = self.__dict__.setdefault("_fix_cache", {})
 
@@ -351,12 +577,33 @@ class TriageEngine:
             raise ValueError(f"unknown procedure {procedure!r}")
         if not text or not text.strip():
             return TriageResult("none", [])
-        norm = self._norm(text)
-        doc = self.nlp.make_doc(norm)
+        doc = self.nlp.make_doc(self._norm(text))
+        raw, toks = self._raw_matches(doc)
+        return self._decide(toks, raw, procedure)
+
+    def _raw_matches(self, doc) -> tuple[list[tuple[str, int, int]], list[str]]:
+        texts, toks, nums = [], [], []
+        for t in doc:
+            texts.append(t.text)
+            toks.append(t.lower_)
+            nums.append(t.like_num)
+        raw = self.matcher(texts, toks, nums)
+        strings = self.nlp.vocab.strings
         with self._lock:
-            raw = [(self.nlp.vocab.strings[m], s, e) for m, s, e in self.matcher(doc)]
-            raw += [(self.nlp.vocab.strings[m], s, e) for m, s, e in self.phrases(doc)]
-        return self._decide(doc, raw, procedure)
+            phr = self.phrases(doc)
+        raw += [(strings[m], s, e) for m, s, e in phr]
+        return raw, toks
+
+    def spacy_matcher(self):
+        """The same token patterns in a real ``spacy.matcher.Matcher`` (built on first use;
+        for validation and for checking :class:`_TokenMatcher` against spaCy)."""
+        if self._spacy_matcher_obj is None:
+            from spacy.matcher import Matcher
+            m = Matcher(self.nlp.vocab, validate=self._validate)
+            for rid, pats in self._token_patterns:
+                m.add(rid, pats)
+            self._spacy_matcher_obj = m
+        return self._spacy_matcher_obj
 
     # -- analysis helpers --
     def _sentences(self, toks: list[str]) -> list[tuple[int, int]]:
@@ -369,26 +616,30 @@ class TriageEngine:
             bounds.append((s, len(toks)))
         return bounds
 
-    @staticmethod
-    def _find(toks: list[str], cues: list[tuple], lo: int, hi: int) -> list[tuple[int, int]]:
+    def _find(self, toks: list[str], kind: str, lo: int, hi: int) -> list[tuple[int, int]]:
+        """Spans (i, i+n) in toks[lo:hi] of the cues of ``kind``, by position then cue order."""
+        idx = self._cue_index.get(kind)
+        if not idx:
+            return []
         out = []
-        for i in range(lo, hi):
-            for c in cues:
-                n = len(c)
-                if n and i + n <= hi and tuple(toks[i:i + n]) == c:
-                    out.append((i, i + n))
+        for i in range(max(lo, 0), min(hi, len(toks))):
+            cs = idx.get(toks[i])
+            if cs:
+                for c, n in cs:
+                    if i + n <= hi and (n == 1 or tuple(toks[i:i + n]) == c):
+                        out.append((i, i + n))
         return out
 
     def _covered(self, toks, kind, lo, hi, spans):
         """spans of cue kind `kind` overlapping any of `spans`."""
-        return self._find(toks, self.cues.get(kind, []), lo, hi)
+        return self._find(toks, kind, lo, hi)
 
     def _negated(self, toks, start, s0, strict: bool) -> bool:
-        cues = self._find(toks, self.cues.get("negation_before", []), s0, start)
+        cues = self._find(toks, "negation_before", s0, start)
         if not cues:
             return False
-        pseudo = self._find(toks, self.cues.get("pseudo_negation", []), s0, min(len(toks), start + 3))
-        terms = set(t[0] for t in self.cues.get("negation_terminators", []) if len(t) == 1)
+        pseudo = self._find(toks, "pseudo_negation", s0, min(len(toks), start + 3))
+        terms = self._neg_terms
         for cs, ce in sorted(cues, key=lambda c: -c[1]):
             if ce > start:
                 continue
@@ -421,12 +672,12 @@ class TriageEngine:
             if toks[i] in stop:
                 hi = i
                 break
-        for cs, ce in self._find(toks, self.cues.get("resolved_after", []), end, hi):
+        for cs, ce in self._find(toks, "resolved_after", end, hi):
             prev = toks[cs - 1] if cs > 0 else ""
             if prev in {"not", "never", "no"} or (cs > 1 and toks[cs - 2] == "not"):
                 continue
             return True
-        for cs, ce in self._find(toks, self.cues.get("resolved_before", []), max(s0, start - 5), start):
+        for cs, ce in self._find(toks, "resolved_before", max(s0, start - 5), start):
             if not any(t in stop for t in toks[ce:start]):
                 return True
         return False
@@ -438,13 +689,13 @@ class TriageEngine:
             if toks[i] in stop:
                 hi = i
                 break
-        return bool(self._find(toks, self.cues.get("improving_after", []), end, hi))
+        return bool(self._find(toks, "improving_after", end, hi))
 
     def _hypothetical(self, toks, start, s0) -> bool:
-        cues = self._find(toks, self.cues.get("hypothetical_before", []), s0, start)
+        cues = self._find(toks, "hypothetical_before", s0, start)
         if not cues:
             return False
-        nots = self._find(toks, self.cues.get("hypothetical_not", []), s0, start)
+        nots = self._find(toks, "hypothetical_not", s0, start)
         for cs, ce in cues:
             if any(ns <= cs < ne for ns, ne in nots):
                 continue
@@ -462,12 +713,15 @@ class TriageEngine:
                 break
         if ref is None:
             return False
-        if has_question:
+        same = ref >= s0
+        if has_question and same:
             return True
-        hi = min(s1 if ref >= s0 else len(toks), end + 4)
-        if self._find(toks, self.cues.get("other_recent", []), ref, s1 if ref >= s0 else hi):
+        hi = min(s1, end + 4)
+        if self._find(toks, "other_recent", ref, s1 if same else hi):
             return False  # a carer reporting something happening now
-        return bool(self._find(toks, self.cues.get("other_past", []), ref, hi))
+        # someone named only in an earlier sentence ("My wife had a nice day. Chest pain.")
+        # does not own this symptom unless its own sentence puts it in their past
+        return bool(self._find(toks, "other_past", ref if same else s0, hi))
 
     # -- numbers --
     _NUM_RE = re.compile(r"^(\d{1,3}(?:\.\d{1,2})?)(?:ish)?$")
@@ -491,7 +745,7 @@ class TriageEngine:
                     vals.append(m.group(1))
             if not vals:
                 # pain scores "9/10"
-                m = re.match(r"^(\d{1,2})/10$", tok)
+                m = _PAIN_SLASH_RE.match(tok)
                 if m and int(m.group(1)) >= int(self.pain.get("severe", 9)) and int(m.group(1)) <= 10:
                     hits.append(_Hit("pain_score_severe", i, i + 1, numeric=True))
                 continue
@@ -555,8 +809,7 @@ class TriageEngine:
         return hits
 
     # -- decision --
-    def _decide(self, doc, raw, procedure: str | None) -> TriageResult:
-        toks = [t.lower_ for t in doc]
+    def _decide(self, toks: list[str], raw, procedure: str | None) -> TriageResult:
         sents = self._sentences(toks)
         sent_of = {}
         for s0, s1 in sents:
@@ -637,9 +890,7 @@ class TriageEngine:
     def explain(self, text: str, procedure: str | None = None) -> dict:
         """Debug helper: raw matches before filtering and the result."""
         doc = self.nlp.make_doc(self._norm(text))
-        with self._lock:
-            raw = [(self.nlp.vocab.strings[m], doc[s:e].text) for m, s, e in self.matcher(doc)]
-            raw += [(self.nlp.vocab.strings[m], doc[s:e].text) for m, s, e in self.phrases(doc)]
+        raw = [(r, doc[s:e].text) for r, s, e in self._raw_matches(doc)[0]]
         return {"normalised": doc.text, "matches": raw, "result": self.triage(text, procedure)}
 
 

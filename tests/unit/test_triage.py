@@ -375,3 +375,29 @@ def test_dev_set_bar():
     assert not misses, misses
     assert false_alarms <= 0.05 * benign, f"{false_alarms}/{benign} false alarms"
     assert exact >= 0.9 * len(rows)
+
+
+# ───────────────────────── regressions / engine internals ─────────────────────────
+
+def test_other_person_in_an_earlier_sentence_does_not_own_the_symptom():
+    _check([
+        ("emergency", "My wife had a nice day. Crushing chest pain.", None),
+        ("emergency", "My son got a new job. Numbness in both legs since lunch.", None),
+        ("emergency", "My husband had a stroke last year. Face drooping on one side.", None),
+        ("none", "my wife had chest pain last year, should i worry?", None),
+        ("none", "My wife. She had chest pain years ago.", None),
+    ])
+
+
+def test_token_matcher_matches_spacy_on_dev_set():
+    """The engine's pruned token matcher must return spaCy Matcher's exact output."""
+    eng = TriageEngine()
+    if not DEV.exists():
+        pytest.skip("dev set not present")
+    rows = [json.loads(line) for line in DEV.read_text(encoding="utf-8").splitlines() if line.strip()]
+    spacy_m = eng.spacy_matcher()
+    for row in rows:
+        doc = eng.nlp.make_doc(eng._norm(row["text"]))
+        want = [(eng.nlp.vocab.strings[m], s, e) for m, s, e in spacy_m(doc)]
+        got = eng.matcher([t.text for t in doc], [t.lower_ for t in doc], [t.like_num for t in doc])
+        assert got == want, row["text"]
