@@ -77,7 +77,10 @@ def main(argv: list[str] | None = None) -> int:
         except OSError:
             pinned = None
 
+    t0 = time.perf_counter()
+    import spacy  # noqa: F401  (import time is reported apart from the engine build)
     from painpath.triage import TriageEngine
+    import_s = time.perf_counter() - t0
 
     rows = [json.loads(line) for line in open(args.dev, encoding="utf-8") if line.strip()]
     base = [(r.get("text") or "", r.get("procedure") or None) for r in rows]
@@ -107,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         "pinned_cpu": pinned,
         "dev_set": os.path.relpath(args.dev, ROOT),
         "dev_messages": len(base),
+        "import_s": round(import_s, 3),
         "engine_build_s": round(build_s, 3),
         "runs": runs,
         "best": best,

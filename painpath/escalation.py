@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from painpath.messaging import record_outbound
-from painpath.models import Clinician, Escalation, Patient, utcnow
+from painpath.models import Clinic, Clinician, Escalation, EscalationEvent, Patient, utcnow
 from painpath.settings import get_settings
 from painpath.triage import tier_rank
 
@@ -42,51 +42,201 @@ def initials(name: str | None) -> str:
     return "".join(p[0].upper() + "." for p in picked)
 
 
-def on_call(session: Session, clinic_id: int) -> list[Clinician]:
-    """Who gets the first alert: the primary on-call, else the backup, else any nurse."""
+def _minutes(hhmm: str) -> int:
+    h, m = hhmm.split(":")
+    return int(h) * 60 + int(m)
+
+
+def is_on_shift(clinician: Clinician, now: datetime, tz_name: str) -> bool:
+    """Within the clinician's on-call hours (clinic time zone); no hours = always."""
+    if not clinician.on_call_start or not clinician.on_call_end:
+        return True
+    local = now.astimezone(ZoneInfo(tz_name))
+    t = local.hour * 60 + local.minute
+    start, end = _minutes(clinician.on_call_start), _minutes(clinician.on_call_end)
+    return start <= t < end if start <= end else (t >= start or t < end)  # overnight shift
+
+
+def on_call(session: Session, clinic_id: int, role: str = "primary",
+            now: datetime | None = None) -> list[Clinician]:
+    """Who is paged at this level: the on-shift clinician with `role`, else the next
+    one down (primary → backup → any active nurse of the clinic)."""
+    now = now or utcnow()
+    clinic = session.get(Clinic, clinic_id)
     rows = session.execute(
         select(Clinician).where(Clinician.clinic_id == clinic_id, Clinician.active.is_(True))
         .order_by(Clinician.id)
     ).scalars().all()
-    for role in ("primary", "backup"):
-        picked = [c for c in rows if c.on_call == role]
+    on_shift = [c for c in rows if is_on_shift(c, now, clinic.timezone)]
+    order = ["primary", "backup"] if role == "primary" else ["backup"]
+    for wanted in order:
+        picked = [c for c in on_shift if c.on_call == wanted]
         if picked:
             return picked[:1]
-    return rows[:1]
+    return on_shift[:1] if role == "primary" else []
 
 
-def alert_body(escalation: Escalation, patient: Patient) -> str:
+def alert_body(escalation: Escalation, patient: Patient, level: int = 1) -> str:
     """The clinician alert SMS: no diagnosis, no procedure, a link to the dashboard."""
     link = f"{get_settings().web_base_url}/escalations/{escalation.id}"
-    return (f"PainPath alert #{escalation.id}: {escalation.tier.upper()} for patient "
-            f"{initials(patient.name)}. Open {link} . Reply ACK {escalation.id} to acknowledge.")
+    again = "" if level == 1 else f" (page {level}: not yet acknowledged)"
+    what = "TASK" if escalation.kind != "red_flag" else escalation.tier.upper()
+    return (f"PainPath alert #{escalation.id}: {what} for patient "
+            f"{initials(patient.name)}{again}. Open {link} . Reply ACK {escalation.id} "
+            "to acknowledge.")
+
+
+def ack_minutes(clinic: Clinic, tier: str) -> int:
+    """How long an alert may wait for acknowledgement before the next page."""
+    return clinic.ack_minutes_emergency if tier in ("emergency", "crisis") else \
+        clinic.ack_minutes_urgent
+
+
+def _record(session: Session, escalation: Escalation, action: str,
+            clinician_id: int | None = None, detail: str | None = None,
+            now: datetime | None = None) -> None:
+    session.add(EscalationEvent(escalation_id=escalation.id, action=action,
+                                clinician_id=clinician_id, detail=detail, at=now or utcnow()))
+
+
+def _page(session: Session, escalation: Escalation, patient: Patient, level: int,
+          now: datetime) -> list[int]:
+    """Queue the alert for page `level` (1 primary, 2 backup, 3+ fallback number)."""
+    clinic = patient.clinic
+    targets: list[tuple[str, int | None]] = []
+    if level == 1:
+        targets = [(c.phone, c.id) for c in on_call(session, clinic.id, "primary", now)]
+    elif level == 2:
+        targets = [(c.phone, c.id) for c in on_call(session, clinic.id, "backup", now)]
+    if not targets and level >= 2 and clinic.fallback_phone:
+        targets = [(clinic.fallback_phone, None)]
+    if not targets and level >= 2:  # nobody else: page whoever was paged first, again
+        targets = [(c.phone, c.id) for c in on_call(session, clinic.id, "primary", now)]
+    ids = []
+    for phone, clinician_id in targets:
+        msg = record_outbound(session, to=phone, body=alert_body(escalation, patient, level),
+                              clinician_id=clinician_id,
+                              idempotency_key=f"alert:{escalation.id}:{level}:{phone}")
+        if msg is not None:
+            ids.append(msg.id)
+            _record(session, escalation, "paged", clinician_id, f"level {level}", now)
+    if not targets:
+        logger.error("escalation %s: clinic %s has nobody to page", escalation.id, clinic.id)
+    escalation.page_level = level
+    escalation.next_page_at = now + timedelta(minutes=ack_minutes(clinic, escalation.tier))
+    return ids
 
 
 def raise_flag(session: Session, patient_id: str, tier: str, reasons: list[str],
-               text: str | None = None, checkin_id: int | None = None) -> Raised:
+               text: str | None = None, checkin_id: int | None = None,
+               kind: str = "red_flag", now: datetime | None = None) -> Raised:
     """Record an escalation and, for alerting tiers, its alert SMS (in one transaction)."""
+    now = now or utcnow()
     patient = session.get(Patient, patient_id)
     if patient is None:
         raise ValueError(f"no patient {patient_id!r}")
+    alerting = tier in ALERTING_TIERS
     escalation = Escalation(patient_id=patient_id, checkin_id=checkin_id, tier=tier,
-                            reasons=list(reasons), text=text,
-                            status="open" if tier in ALERTING_TIERS else "noted")
+                            reasons=list(reasons), text=text, kind=kind, created_at=now,
+                            status="open" if alerting else "noted",
+                            call_by=now + URGENT_CALLBACK if tier == "urgent" else None)
     session.add(escalation)
     session.flush()
-    alerts: list[int] = []
-    if tier in ALERTING_TIERS:
-        recipients = on_call(session, patient.clinic_id)
-        if not recipients:
-            logger.error("escalation %s: clinic %s has no clinician to alert",
-                         escalation.id, patient.clinic_id)
-        for clinician in recipients:
-            msg = record_outbound(session, to=clinician.phone, body=alert_body(escalation, patient),
-                                  clinician_id=clinician.id,
-                                  idempotency_key=f"alert:{escalation.id}:{clinician.id}:1")
-            if msg is not None:
-                alerts.append(msg.id)
+    _record(session, escalation, "opened", detail=tier, now=now)
+    alerts = _page(session, escalation, patient, 1, now) if alerting else []
     logger.info("escalation %s tier=%s for patient %s", escalation.id, tier, patient_id)
     return Raised(escalation_id=escalation.id, tier=tier, alert_message_ids=tuple(alerts))
+
+
+class TransitionError(ValueError):
+    """The escalation cannot move that way (e.g. resolving a resolved one)."""
+
+
+OUTCOMES = ("called_patient", "sent_to_ed", "scheduled_visit", "no_action_needed")
+
+
+def acknowledge(session: Session, escalation_id: int, clinician_id: int, via: str = "dashboard",
+                now: datetime | None = None) -> Escalation:
+    """open → acknowledged (idempotent for an acknowledged one); stops re-paging."""
+    now = now or utcnow()
+    escalation = session.get(Escalation, escalation_id)
+    if escalation is None:
+        raise TransitionError(f"no escalation #{escalation_id}")
+    if escalation.status == "resolved":
+        raise TransitionError(f"escalation #{escalation_id} is already resolved")
+    if escalation.status != "acknowledged":
+        escalation.status = "acknowledged"
+        escalation.acknowledged_at = now
+        escalation.acknowledged_by = clinician_id
+        escalation.next_page_at = None
+        _record(session, escalation, "acknowledged", clinician_id, via, now)
+    return escalation
+
+
+def resolve(session: Session, escalation_id: int, clinician_id: int, outcome: str,
+            note: str | None = None, now: datetime | None = None) -> Escalation:
+    """open/acknowledged/noted → resolved, with an outcome and a note."""
+    now = now or utcnow()
+    if outcome not in OUTCOMES:
+        raise TransitionError(f"outcome must be one of {', '.join(OUTCOMES)}")
+    escalation = session.get(Escalation, escalation_id)
+    if escalation is None:
+        raise TransitionError(f"no escalation #{escalation_id}")
+    if escalation.status == "resolved":
+        raise TransitionError(f"escalation #{escalation_id} is already resolved")
+    if escalation.acknowledged_at is None:
+        escalation.acknowledged_at = now
+        escalation.acknowledged_by = clinician_id
+    escalation.status = "resolved"
+    escalation.resolved_at = now
+    escalation.resolved_by = clinician_id
+    escalation.outcome = outcome
+    escalation.resolution_note = (note or "").strip()[:4000] or None
+    escalation.next_page_at = None
+    _record(session, escalation, "resolved", clinician_id, outcome, now)
+    return escalation
+
+
+def repage_due(session: Session, now: datetime | None = None) -> list[int]:
+    """Page the next level for every open escalation whose acknowledgement is late,
+    and tell urgent patients whose promised call time passed. Returns message ids."""
+    from painpath.content import message
+
+    now = now or utcnow()
+    ids: list[int] = []
+    late = session.execute(
+        select(Escalation).where(Escalation.status == "open", Escalation.next_page_at <= now)
+        .order_by(Escalation.next_page_at).with_for_update(skip_locked=True)
+    ).scalars().all()
+    for escalation in late:
+        patient = session.get(Patient, escalation.patient_id)
+        ids += _page(session, escalation, patient, escalation.page_level + 1, now)
+    overdue = session.execute(
+        select(Escalation).where(Escalation.status.in_(("open", "acknowledged")),
+                                 Escalation.call_by <= now,
+                                 Escalation.call_by_notified.is_(False))
+        .with_for_update(skip_locked=True)
+    ).scalars().all()
+    for escalation in overdue:
+        patient = session.get(Patient, escalation.patient_id)
+        clinic = patient.clinic
+        escalation.call_by_notified = True
+        _record(session, escalation, "call_overdue", detail="patient told; care team re-paged",
+                now=now)
+        if not patient.sms_opted_out or patient.channel == "web":
+            msg = record_outbound(
+                session, to=patient.phone if patient.channel == "sms" else "web",
+                channel=patient.channel, patient_id=patient.id,
+                body=message("redflag_call_overdue", clinic=clinic.name,
+                             clinic_phone=clinic.phone or "your clinic",
+                             emergency_number=clinic.emergency_number or "911"),
+                idempotency_key=f"overdue:{escalation.id}")
+            if msg is not None and patient.channel == "sms":
+                ids.append(msg.id)
+            elif msg is not None:
+                msg.status = "delivered"
+        ids += _page(session, escalation, patient, max(escalation.page_level, 1) + 1, now)
+    return ids
 
 
 DEDUPE_WINDOW = timedelta(minutes=60)
@@ -102,9 +252,9 @@ class RedFlagResponse:
     stop_checkin: bool
 
 
-def _call_by(patient: Patient, now: datetime) -> str:
-    """The time a nurse will call by, in the patient's own time zone (e.g. '3:45 PM')."""
-    local = (now + URGENT_CALLBACK).astimezone(ZoneInfo(patient.timezone))
+def _call_by(patient: Patient, when: datetime) -> str:
+    """`when` in the patient's own time zone, e.g. '3:45 PM'."""
+    local = when.astimezone(ZoneInfo(patient.timezone))
     return local.strftime("%-I:%M %p").lstrip("0")
 
 
@@ -135,7 +285,8 @@ def handle_red_flag(session: Session, patient_id: str, tier: str, reasons: list[
         same.reasons = list(dict.fromkeys([*(same.reasons or []), *reasons]))
         same.text = ((same.text or "") + "\n" + (text or "")).strip()[:4000]
     else:
-        raised = raise_flag(session, patient_id, tier, reasons, text=text, checkin_id=checkin_id)
+        raised = raise_flag(session, patient_id, tier, reasons, text=text, checkin_id=checkin_id,
+                            now=now)
     emergency = clinic.emergency_number or "911"
     if tier == "emergency":
         replies = [message("redflag_emergency", emergency_number=emergency)]
@@ -143,7 +294,8 @@ def handle_red_flag(session: Session, patient_id: str, tier: str, reasons: list[
         replies = [message("redflag_crisis", emergency_number=emergency),
                    message("redflag_crisis_followup")]
     elif tier == "urgent":
-        replies = [message("redflag_urgent", clinic=clinic.name, call_by=_call_by(patient, now),
+        replies = [message("redflag_urgent", clinic=clinic.name, call_by=_call_by(
+            patient, (same.call_by if same is not None and same.call_by else now + URGENT_CALLBACK)),
                            emergency_number=emergency)]
     else:
         replies = [message("redflag_routine")]

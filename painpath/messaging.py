@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Protocol
 from urllib.parse import urlsplit, urlunsplit
 
@@ -24,6 +25,8 @@ from painpath.settings import Settings, get_settings
 logger = logging.getLogger(__name__)
 
 OPT_OUT_ERROR = 21610  # Twilio: the recipient has replied STOP
+MAX_ATTEMPTS = 6
+BACKOFF_SECONDS = (5, 15, 60, 180, 600)  # after attempt 1, 2, 3, …
 
 
 @dataclass(frozen=True)
@@ -151,6 +154,11 @@ def deliver(message_id: int, gateway: SmsGateway | None = None,
         msg.provider_sid = result.sid
         msg.error = result.error
         msg.updated_at = utcnow()
+        retryable = result.status == "failed" and result.error_code != OPT_OUT_ERROR \
+            and msg.attempts < MAX_ATTEMPTS
+        msg.next_attempt_at = (utcnow() + timedelta(
+            seconds=BACKOFF_SECONDS[min(msg.attempts, len(BACKOFF_SECONDS)) - 1])
+            if retryable else None)
         if result.error_code == OPT_OUT_ERROR and msg.patient_id:
             from painpath.consent import record_opt_out
 
@@ -194,3 +202,20 @@ def apply_status_callback(database_url: str | None, sid: str, status: str,
                 record_opt_out(session, msg.patient_id, source="twilio:21610")
         msg.updated_at = utcnow()
     return True
+
+
+def retry_due(now: datetime | None = None, gateway: SmsGateway | None = None,
+              database_url: str | None = None) -> list[int]:
+    """Deliver again every failed or stuck-queued SMS whose retry time has come."""
+    now = now or utcnow()
+    with new_session(database_url) as session:
+        ids = session.execute(
+            select(Message.id).where(
+                Message.direction == "out", Message.channel == "sms",
+                ((Message.status == "failed") & (Message.next_attempt_at <= now))
+                | ((Message.status == "queued") & (Message.created_at <= now - timedelta(seconds=30))))
+            .order_by(Message.id).limit(500)
+        ).scalars().all()
+    for message_id in ids:
+        deliver(message_id, gateway=gateway, database_url=database_url)
+    return list(ids)

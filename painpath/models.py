@@ -74,6 +74,11 @@ class Clinic(Base):
     phone = Column(String(20), nullable=True)
     timezone = Column(String(64), nullable=False, default="America/New_York")
     emergency_number = Column(String(16), nullable=False, default="911")
+    # escalation policy: minutes to acknowledge before the next page, and the
+    # number paged when neither primary nor backup acknowledges
+    ack_minutes_emergency = Column(Integer, nullable=False, default=5)
+    ack_minutes_urgent = Column(Integer, nullable=False, default=30)
+    fallback_phone = Column(String(20), nullable=True)
     created_at = Column(UTCDateTime(), nullable=False, default=utcnow)
 
 
@@ -85,6 +90,9 @@ class Clinician(Base):
     phone = Column(String(20), nullable=False)
     role = Column(String(16), nullable=False, default="nurse")
     on_call = Column(String(16), nullable=True)  # primary | backup | None
+    # on-call hours in the clinic's time zone ("08:00"–"18:00"); both None = always
+    on_call_start = Column(String(5), nullable=True)
+    on_call_end = Column(String(5), nullable=True)
     username = Column(String(100), nullable=True, unique=True)
     password_hash = Column(String(255), nullable=True)
     active = Column(Boolean, nullable=False, default=True)
@@ -168,6 +176,7 @@ class Message(Base):
     idempotency_key = Column(String(128), nullable=True, unique=True)
     error = Column(Text, nullable=True)
     attempts = Column(Integer, nullable=False, default=0)
+    next_attempt_at = Column(UTCDateTime(), nullable=True, index=True)  # retry with backoff
     created_at = Column(UTCDateTime(), nullable=False, default=utcnow)
     updated_at = Column(UTCDateTime(), nullable=False, default=utcnow, onupdate=utcnow)
 
@@ -190,5 +199,42 @@ class Escalation(Base):
     tier = Column(String(16), nullable=False)  # emergency | crisis | urgent | routine
     reasons = Column(JSON, nullable=False)
     text = Column(Text, nullable=True)  # the patient's words
+    kind = Column(String(24), nullable=False, default="red_flag")  # red_flag | missed_checkin
+    # open → acknowledged → resolved; "noted" for routine flags (no page)
     status = Column(String(16), nullable=False, default="open")
     created_at = Column(UTCDateTime(), nullable=False, default=utcnow)
+    acknowledged_at = Column(UTCDateTime(), nullable=True)
+    acknowledged_by = Column(Integer, ForeignKey("clinician.id"), nullable=True)
+    resolved_at = Column(UTCDateTime(), nullable=True)
+    resolved_by = Column(Integer, ForeignKey("clinician.id"), nullable=True)
+    outcome = Column(String(32), nullable=True)  # called_patient | sent_to_ed | scheduled_visit | no_action_needed
+    resolution_note = Column(Text, nullable=True)
+    page_level = Column(Integer, nullable=False, default=1)  # 1 primary, 2 backup, 3 fallback
+    next_page_at = Column(UTCDateTime(), nullable=True, index=True)
+    call_by = Column(UTCDateTime(), nullable=True)  # promised to an urgent patient
+    call_by_notified = Column(Boolean, nullable=False, default=False)
+    events = relationship("EscalationEvent", order_by="EscalationEvent.id")
+
+
+class EscalationEvent(Base):
+    """Every transition of an escalation: who, when, what (the audit of the loop)."""
+
+    __tablename__ = "escalation_event"
+    id = Column(Integer, primary_key=True)
+    escalation_id = Column(Integer, ForeignKey("escalation.id"), nullable=False, index=True)
+    at = Column(UTCDateTime(), nullable=False, default=utcnow)
+    clinician_id = Column(Integer, ForeignKey("clinician.id"), nullable=True)
+    action = Column(String(24), nullable=False)  # opened | paged | acknowledged | resolved | …
+    detail = Column(Text, nullable=True)
+
+
+class AuditLog(Base):
+    """Who viewed or changed which patient record."""
+
+    __tablename__ = "audit_log"
+    id = Column(Integer, primary_key=True)
+    at = Column(UTCDateTime(), nullable=False, default=utcnow, index=True)
+    clinician_id = Column(Integer, ForeignKey("clinician.id"), nullable=True)
+    patient_id = Column(String(32), nullable=True, index=True)
+    action = Column(String(32), nullable=False)  # view_patient | acknowledge | resolve | …
+    detail = Column(Text, nullable=True)

@@ -4,6 +4,7 @@ run them off the event loop."""
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -12,7 +13,9 @@ from painpath import consent
 from painpath.content import message
 from painpath.db import new_session
 from painpath.messaging import send_sms
-from painpath.models import Message, Patient
+from painpath.escalation import acknowledge
+from painpath.models import Clinician, Escalation, Message, Patient
+from painpath.settings import get_settings
 from painpath.phone import InvalidPhone, mask, normalize
 
 logger = logging.getLogger(__name__)
@@ -36,12 +39,48 @@ def find_patient_by_phone(session, phone: str) -> Patient | None:  # type: ignor
     return rows[0] if rows else None
 
 
+ACK = re.compile(r"^\s*ack(?:nowledge)?\s*#?\s*(\d+)\s*$", re.IGNORECASE)
+
+
+def _clinician_ack(phone: str, text: str, message_sid: str | None) -> bool:
+    """`ACK <id>` from a clinician's registered number: acknowledge that alert.
+
+    Returns True when the message was a clinician's ACK (handled here)."""
+    m = ACK.match(text or "")
+    if not m:
+        return False
+    with new_session() as session, session.begin():
+        clinician = session.execute(select(Clinician).where(
+            Clinician.phone == phone, Clinician.active.is_(True))).scalars().first()
+        if clinician is None:
+            return False  # not from a registered clinician number: not an ACK
+        escalation_id = int(m.group(1))
+        escalation = session.get(Escalation, escalation_id)
+        patient = session.get(Patient, escalation.patient_id) if escalation else None
+        session.add(Message(clinician_id=clinician.id, direction="in", channel="sms",
+                            to="painpath", from_=phone, body=text[:200], status="received",
+                            provider_sid=message_sid))
+        if patient is None or patient.clinic_id != clinician.clinic_id or \
+                escalation.status == "resolved":
+            reply = message("ack_unknown", id=escalation_id)
+        else:
+            acknowledge(session, escalation_id, clinician.id, via="sms")
+            link = f"{get_settings().web_base_url}/escalations/{escalation_id}"
+            reply = message("ack_confirmed", id=escalation_id, link=link)
+        clinician_id = clinician.id
+    send_sms(phone, reply, clinician_id=clinician_id)
+    logger.info("ACK %s by SMS from clinician %s", m.group(1), clinician_id)
+    return True
+
+
 def route_inbound(sender: str, text: str, message_sid: str | None) -> Routed:
     """Record an inbound SMS and decide what happens to it."""
     try:
         phone = normalize(sender)
     except InvalidPhone:
         phone = sender
+    if _clinician_ack(phone, text, message_sid):
+        return Routed(None, None)
     keyword = consent.keyword(text)
     with new_session() as session, session.begin():
         patient = find_patient_by_phone(session, phone)

@@ -717,7 +717,7 @@ class TriageEngine:
         if has_question and same:
             return True
         hi = min(s1, end + 4)
-        if self._find(toks, "other_recent", ref, s1 if same else hi):
+        if self._find(toks, "other_recent", ref, s1 if same else min(len(toks), end + 4)):
             return False  # a carer reporting something happening now
         # someone named only in an earlier sentence ("My wife had a nice day. Chest pain.")
         # does not own this symptom unless its own sentence puts it in their past

@@ -401,3 +401,14 @@ def test_token_matcher_matches_spacy_on_dev_set():
         want = [(eng.nlp.vocab.strings[m], s, e) for m, s, e in spacy_m(doc)]
         got = eng.matcher([t.text for t in doc], [t.lower_ for t in doc], [t.like_num for t in doc])
         assert got == want, row["text"]
+
+
+@pytest.mark.parametrize("text", ["loss of bladder control", "i lost bladder control last night",
+                                  "no bladder control since this morning",
+                                  "losing bowel control"])
+def test_loss_of_bladder_or_bowel_control_is_an_emergency(text: str) -> None:
+    assert triage(text).tier == "emergency"
+
+
+def test_no_loss_of_bladder_control_is_not_a_red_flag() -> None:
+    assert triage("no fever, no loss of bladder control").tier == "none"
