@@ -135,11 +135,12 @@ def raise_flag(session: Session, patient_id: str, tier: str, reasons: list[str],
     patient = session.get(Patient, patient_id)
     if patient is None:
         raise ValueError(f"no patient {patient_id!r}")
-    alerting = tier in ALERTING_TIERS
+    alerting = tier in ALERTING_TIERS and kind == "red_flag"  # tasks wait in the queue
     escalation = Escalation(patient_id=patient_id, checkin_id=checkin_id, tier=tier,
                             reasons=list(reasons), text=text, kind=kind, created_at=now,
-                            status="open" if alerting else "noted",
-                            call_by=now + URGENT_CALLBACK if tier == "urgent" else None)
+                            status="open" if alerting or kind != "red_flag" else "noted",
+                            call_by=now + URGENT_CALLBACK if alerting and tier == "urgent"
+                            else None)
     session.add(escalation)
     session.flush()
     _record(session, escalation, "opened", detail=tier, now=now)
@@ -301,3 +302,18 @@ def handle_red_flag(session: Session, patient_id: str, tier: str, reasons: list[
         replies = [message("redflag_routine")]
     return RedFlagResponse(tier=tier, replies=replies, raised=raised,
                            stop_checkin=tier in ("emergency", "crisis"))
+
+
+def run_repage(now: datetime | None = None) -> list[int]:
+    """Scheduler job: re-page late escalations and hand the pages to the gateway."""
+    from painpath.db import new_session
+    from painpath.messaging import deliver
+
+    with new_session() as session, session.begin():
+        ids = repage_due(session, now)
+    for message_id in ids:
+        try:
+            deliver(message_id)
+        except Exception:  # stays queued; the retry job sends it
+            logger.exception("page %s not delivered now", message_id)
+    return ids

@@ -21,6 +21,8 @@ logger = logging.getLogger(__name__)
 
 QUIET_END = time(8, 0)  # reminders only from 08:00 …
 QUIET_START = time(21, 0)  # … until 21:00, patient's local time (CLINICAL.md §6)
+CRITICAL_DAYS = 1.0  # check-ins in the first day are the early safety checks
+ANSWER_WINDOW = timedelta(hours=24)  # a started check-in not finished by then is missed
 
 
 @dataclass(frozen=True)
@@ -60,12 +62,19 @@ def start_due_checkins(now: datetime | None = None, starter=None) -> SweepResult
             latest[checkin.patient_id] = checkin.id
         for checkin, patient in rows:
             if latest[checkin.patient_id] != checkin.id:
-                checkin.status = "missed"
+                _mark_missed(session, checkin, now)
                 missed.append(checkin.id)
             elif patient.channel == "sms" and patient.sms_opted_out:
                 continue
             elif in_quiet_hours(now, patient.timezone):
                 deferred.append(checkin.id)
+        stale = session.execute(
+            select(CheckIn).where(CheckIn.status.in_(("in_progress", "paused", "starting")),
+                                  CheckIn.started_at <= now - ANSWER_WINDOW)
+        ).scalars().all()
+        for checkin in stale:
+            _mark_missed(session, checkin, now)
+            missed.append(checkin.id)
         busy = {p for (p,) in session.execute(
             select(CheckIn.patient_id).where(CheckIn.status.in_(("in_progress", "starting"))))}
     for patient_id, checkin_id in latest.items():
@@ -87,6 +96,17 @@ def start_due_checkins(now: datetime | None = None, starter=None) -> SweepResult
                                                       CheckIn.status == "starting")
                                 .values(status="scheduled"))
     return SweepResult(started=started, missed=missed, deferred=deferred)
+
+
+def _mark_missed(session, checkin: CheckIn, now: datetime) -> None:  # type: ignore[no-untyped-def]
+    """Mark a check-in missed; an early safety check-in missed is a nurse task."""
+    from painpath.escalation import raise_flag
+
+    checkin.status = "missed"
+    if checkin.day <= CRITICAL_DAYS:
+        raise_flag(session, checkin.patient_id, "urgent",
+                   [f"no answer to the early safety check-in ({checkin.key})"],
+                   checkin_id=checkin.id, kind="missed_checkin", now=now)
 
 
 def next_window_open(now: datetime, tz_name: str) -> datetime:

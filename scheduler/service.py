@@ -18,6 +18,10 @@ logger = logging.getLogger(__name__)
 
 SWEEP_JOB_ID = "sweep-due-checkins"
 SWEEP_SECONDS = 30
+REPAGE_JOB_ID = "repage-escalations"
+REPAGE_SECONDS = 15
+RETRY_JOB_ID = "retry-messages"
+RETRY_SECONDS = 10
 
 
 def sweep_due_checkins() -> None:
@@ -30,6 +34,24 @@ def sweep_due_checkins() -> None:
                     len(result.missed), len(result.deferred))
 
 
+def repage_escalations() -> None:
+    """Job: page the next level for late acknowledgements; tell overdue urgent patients."""
+    from painpath.escalation import run_repage
+
+    sent = run_repage()
+    if sent:
+        logger.info("re-paged: %d message(s)", len(sent))
+
+
+def retry_messages() -> None:
+    """Job: resend failed SMS whose backoff has passed (alerts included)."""
+    from painpath.messaging import retry_due
+
+    retried = retry_due()
+    if retried:
+        logger.info("retried %d message(s)", len(retried))
+
+
 def build_scheduler(database_url: str | None = None) -> BackgroundScheduler:
     url = database_url or get_settings().database_url
     scheduler = BackgroundScheduler(
@@ -38,6 +60,10 @@ def build_scheduler(database_url: str | None = None) -> BackgroundScheduler:
         timezone="UTC",
     )
     scheduler.add_job(sweep_due_checkins, "interval", seconds=SWEEP_SECONDS, id=SWEEP_JOB_ID,
+                      replace_existing=True)
+    scheduler.add_job(repage_escalations, "interval", seconds=REPAGE_SECONDS, id=REPAGE_JOB_ID,
+                      replace_existing=True)
+    scheduler.add_job(retry_messages, "interval", seconds=RETRY_SECONDS, id=RETRY_JOB_ID,
                       replace_existing=True)
     return scheduler
 
