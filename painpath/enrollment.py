@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from sqlalchemy import select
@@ -57,6 +57,21 @@ def parse_when(value: str | datetime, tz_name: str) -> datetime:
     if when.tzinfo is None:
         when = when.replace(tzinfo=ZoneInfo(tz_name))
     return when.astimezone(timezone.utc)
+
+
+def due_time(procedure_at: datetime, offset: timedelta, tz_name: str) -> datetime:
+    """When a check-in `offset` after the procedure falls due, in UTC.
+
+    Whole-day offsets keep the patient's wall-clock time ("+7d" after a 9:30
+    procedure is 9:30 a week later, across a daylight-saving change); hour and
+    minute offsets are elapsed time.
+    """
+    if offset.total_seconds() % 86400 == 0:
+        zone = ZoneInfo(tz_name)
+        local = procedure_at.astimezone(zone)
+        wall = local.replace(tzinfo=None) + offset
+        return wall.replace(tzinfo=zone).astimezone(timezone.utc)
+    return procedure_at + offset
 
 
 def get_clinic(session: Session, slug: str) -> Clinic:
@@ -113,7 +128,8 @@ def enroll(session: Session, req: EnrollmentRequest) -> Patient:
     for checkpoint, items in content.plan(req.procedure, ask_baseline=req.baseline_pain is None):
         session.add(CheckIn(enrollment_id=enrollment.id, patient_id=patient.id,
                             key=checkpoint.key, day=checkpoint.day,
-                            due_at=procedure_at + checkpoint.offset, items=items))
+                            due_at=due_time(procedure_at, checkpoint.offset, tz_name),
+                            items=items))
     session.flush()
     logger.info("enrolled patient %s (%s) at clinic %s", patient.id, mask(phone), clinic.slug)
     return patient

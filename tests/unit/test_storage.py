@@ -87,3 +87,16 @@ def test_idempotency_key_prevents_a_duplicate_message(clinic: str) -> None:
         assert record_outbound(session, to="+14155550111", body="hi", idempotency_key="k1") is None
     with new_session() as session:
         assert len(session.execute(select(Message)).scalars().all()) == 1
+
+
+def test_day_offsets_keep_the_wall_clock_across_daylight_saving(clinic: str) -> None:
+    # 09:30 in Chicago on Friday 30 Oct 2026; DST ends on Sunday 1 Nov 2026
+    with new_session() as session, session.begin():
+        enroll(session, request(procedure="epidural_steroid_injection",
+                                procedure_at="2026-10-30T09:30:00-05:00"))
+    with new_session() as session:
+        due = {c.key: c.due_at for c in session.execute(select(CheckIn)).scalars()}
+    assert due["6h"] == datetime(2026, 10, 30, 20, 30, tzinfo=timezone.utc)  # elapsed time
+    assert due["1d"] == datetime(2026, 10, 31, 14, 30, tzinfo=timezone.utc)  # 09:30 CDT
+    assert due["4d"] == datetime(2026, 11, 3, 15, 30, tzinfo=timezone.utc)   # 09:30 CST
+    assert len(set(due.values())) == len(due)  # nothing doubled
