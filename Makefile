@@ -51,13 +51,13 @@ run: train seed ## start Rasa (5005), actions (5055), web app + scheduler (8000)
 chromium: ## install Debian's Chromium for the browser tests when missing
 	@test -x /usr/bin/chromium || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
-test: install train chromium ## the whole test suite (SQLite, then storage tests on PostgreSQL)
+test: install train chromium ## the whole test suite (SQLite, then the unit tests on PostgreSQL)
 	$(BIN)/pytest -q -p no:cacheprovider
 	$(MAKE) test-pg
 
-test-pg: install ## storage tests against PostgreSQL (127.0.0.1:5432/test)
+test-pg: install ## every database-backed unit test again, on PostgreSQL (127.0.0.1:5432/test)
 	PAINPATH_TEST_DATABASE_URL=$${PAINPATH_TEST_PG_URL:-postgresql://postgres@127.0.0.1:5432/test} \
-	  $(BIN)/pytest -q -p no:cacheprovider -m "not stack and not browser" tests/unit/test_storage.py tests/unit/test_checkins.py
+	  $(BIN)/pytest -q -p no:cacheprovider -m "not stack and not browser" tests/unit
 
 bench: train ## benchmarks (print figures, write bench/results/*.json)
 	$(PY) bench/checkin_latency.py
