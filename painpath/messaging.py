@@ -21,6 +21,7 @@ from painpath.db import new_session
 from painpath.models import Message, utcnow
 from painpath.phone import mask
 from painpath.settings import Settings, get_settings
+from painpath.sms_text import to_gsm
 
 logger = logging.getLogger(__name__)
 
@@ -126,6 +127,8 @@ def record_outbound(session: Session, *, to: str, body: str, channel: str = "sms
         if seen:
             return None
     settings = get_settings()
+    if channel == "sms":
+        body = to_gsm(body)
     msg = Message(patient_id=patient_id, clinician_id=clinician_id, direction="out",
                   channel=channel, to=to, from_=settings.twilio_from_number or "painpath",
                   body=body, status="queued", idempotency_key=idempotency_key)

@@ -33,6 +33,7 @@ from painpath.models import Clinic, Enrollment, Message, Patient
 from painpath.settings import Settings, get_settings
 from painpath.webhook_auth import HEADER, sign_body
 from painpath.weblink import InvalidChatLink, verify_chat_token
+from web.dashboard import dashboard_router
 from web.twilio_status import status_router
 
 logger = logging.getLogger(__name__)
@@ -341,6 +342,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
     app.include_router(_chat_router(settings, templates))
     app.include_router(status_router(settings))
+    app.include_router(dashboard_router(settings))  # signs its session cookie with secret_key
 
     if settings.run_scheduler:  # `make run`: the web app process also owns the scheduler
         from scheduler.service import build_scheduler

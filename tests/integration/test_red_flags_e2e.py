@@ -51,7 +51,7 @@ def test_urgent_mid_checkin_alerts_and_the_checkin_goes_on(stack) -> None:
     assert "right now" in replies[-1]  # the open question is asked again
     reply_to(stack, phone, "3")
     done = " ".join(reply_to(stack, phone, "50"))
-    assert "6 before the procedure → 3 now" in done
+    assert "6 before the procedure -> 3 now" in done
     record = stack.show(patient_id)
     assert [e["tier"] for e in record["escalations"]] == ["urgent"]
     assert record["checkins"][0]["status"] == "completed"

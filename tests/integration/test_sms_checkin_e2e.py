@@ -44,7 +44,7 @@ def test_complete_checkin_by_sms(stack) -> None:
     assert any("relief" in b for b in reply_to(stack, phone, "was 8 now 3"))
     done = reply_to(stack, phone, "about 60%")
     summary = " ".join(done)
-    assert "8 before the procedure → 3 now" in summary
+    assert "8 before the procedure -> 3 now" in summary
     assert "60%" in summary
 
     record = stack.show(patient_id)
@@ -90,7 +90,7 @@ def test_pause_and_resume(stack) -> None:
     reply_to(stack, phone, "no")
     reply_to(stack, phone, "4")
     done = " ".join(reply_to(stack, phone, "30"))
-    assert "6 before the procedure → 4 now" in done
+    assert "6 before the procedure -> 4 now" in done
     assert stack.show(patient_id)["checkins"][0]["status"] == "completed"
 
 

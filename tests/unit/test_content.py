@@ -51,3 +51,23 @@ def test_generated_domain_is_in_step_with_the_questions() -> None:
 
     current = (ROOT / "bot" / "domain" / "checkin_items.yml").read_text()
     assert current == render(), "run `make domain` after editing questions.yaml"
+
+
+def test_every_sms_fits_two_gsm_segments_after_normalisation() -> None:
+    from painpath.sms_text import is_gsm, segments, to_gsm
+
+    texts = [q.text for q in get_content().questions.values()]
+    texts += [q.reask for q in get_content().questions.values()]
+    texts += list(get_messages().values())
+    for text in texts:
+        sms = to_gsm(text)
+        assert is_gsm(sms), sms
+        assert segments(sms) <= 2, (segments(sms), len(sms), sms)
+
+
+def test_segments_counts_ucs2_and_gsm() -> None:
+    from painpath.sms_text import segments, to_gsm
+
+    assert segments("a" * 160) == 1 and segments("a" * 161) == 2
+    assert segments("pain 8 → 3") == 1 and segments("→" * 71) == 2
+    assert to_gsm("8 → 3, 100.4°F – ok") == "8 -> 3, 100.4 F - ok"

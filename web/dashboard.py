@@ -1,0 +1,798 @@
+"""The care team's dashboard: login, the escalation queue, patient pages.
+
+Mounted by :func:`web.app.create_app` with ``app.include_router(dashboard_router(settings))``.
+
+Sessions are a cookie signed with ``settings.secret_key`` (itsdangerous) holding the
+clinician id, a random session id, the issue and last-activity times and the
+session's CSRF token; it is HttpOnly, SameSite=Lax and Secure when the dashboard's
+base URL is https. The server enforces a 12 h absolute and a 30 min idle limit, and
+a logout is recorded in the audit log so that a copy of the cookie stops working in
+every web process. Polling the queue does not count as activity.
+
+Every query is scoped to the signed-in clinician's clinic: another clinic's patient
+or escalation is a 404, indistinguishable from one that does not exist. Every view
+of a patient page and every acknowledge/resolve writes an :class:`AuditLog` row.
+Patient text is only ever rendered through Jinja2's autoescaping (and textContent
+in ``dashboard.js``).
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit
+from zoneinfo import ZoneInfo
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from painpath.content import get_content
+from painpath.db import new_session
+from painpath.escalation import OUTCOMES, TransitionError, acknowledge, resolve
+from painpath.models import (
+    Answer,
+    AuditLog,
+    CheckIn,
+    Clinic,
+    Clinician,
+    Enrollment,
+    Escalation,
+    EscalationEvent,
+    Message,
+    Patient,
+    utcnow,
+)
+from painpath.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
+
+SESSION_COOKIE = "pp_session"
+LOGIN_COOKIE = "pp_login"  # pre-login CSRF token for the login form
+SESSION_SALT = "painpath.dashboard.session"
+LOGIN_SALT = "painpath.dashboard.login"
+ABSOLUTE_TTL = timedelta(hours=12)
+IDLE_TTL = timedelta(minutes=30)
+TOUCH_EVERY = timedelta(seconds=60)  # re-sign the cookie at most this often
+ROLES = ("nurse", "admin")
+ROLE_LABELS = {"nurse": "Nurse", "admin": "Clinic admin"}
+
+QUEUE_KINDS = ("red_flag", "missed_checkin")
+QUEUE_STATUSES = ("open", "acknowledged")
+TIER_ORDER = {"emergency": 0, "crisis": 1, "urgent": 2, "routine": 3}
+TIER_LABELS = {"emergency": "Emergency", "crisis": "Crisis", "urgent": "Urgent",
+               "routine": "Routine"}
+KIND_LABELS = {"red_flag": "Red flag", "missed_checkin": "Missed check-in"}
+STATUS_LABELS = {"open": "Open", "acknowledged": "Acknowledged", "resolved": "Resolved",
+                 "noted": "Noted"}
+OUTCOME_LABELS = {"called_patient": "Called the patient",
+                  "sent_to_ed": "Sent to the emergency department",
+                  "scheduled_visit": "Scheduled a visit",
+                  "no_action_needed": "No action needed"}
+NOTED_LIMIT = 50
+NOTE_MAX_CHARS = 4000
+POLL_SECONDS = 5
+
+LOGIN_FAILED = "Wrong username or password."
+LOGIN_LOCKED = "Too many failed sign-ins. Please wait a few minutes and try again."
+
+SECURITY_HEADERS = {
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "same-origin",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "X-Robots-Tag": "noindex, nofollow",
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+        "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    ),
+}
+
+_hasher = PasswordHasher()
+_dummy_hash: str | None = None
+
+
+def _now() -> datetime:
+    """The current time (UTC); tests move it to expire sessions."""
+    return utcnow()
+
+
+def _digest(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------- #
+# Login throttling
+# --------------------------------------------------------------------------- #
+
+
+class LoginThrottle:
+    """Counts failed sign-ins per username and per client address (in this process).
+
+    After `limit` failures within `window` the key is locked for `lock_for`; the
+    lock applies whether or not the username exists, so it reveals nothing.
+    """
+
+    def __init__(self, limit: int = 10, ip_limit: int = 30,
+                 window: timedelta = timedelta(minutes=15),
+                 lock_for: timedelta = timedelta(minutes=5)) -> None:
+        self.limit, self.ip_limit = limit, ip_limit
+        self.window, self.lock_for = window.total_seconds(), lock_for.total_seconds()
+        self._fails: dict[str, list[float]] = {}
+        self._locked: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def _keys(self, username: str, ip: str) -> list[tuple[str, int]]:
+        return [("u:" + username.strip().lower(), self.limit), ("ip:" + ip, self.ip_limit)]
+
+    def locked(self, username: str, ip: str) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            return any(self._locked.get(k, 0) > now for k, _ in self._keys(username, ip))
+
+    def failed(self, username: str, ip: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            for key, limit in self._keys(username, ip):
+                fails = [t for t in self._fails.get(key, []) if now - t < self.window]
+                fails.append(now)
+                if len(fails) >= limit:
+                    self._locked[key] = now + self.lock_for
+                    fails = []
+                self._fails[key] = fails
+
+    def succeeded(self, username: str) -> None:
+        with self._lock:
+            key = "u:" + username.strip().lower()
+            self._fails.pop(key, None)
+            self._locked.pop(key, None)
+
+
+# --------------------------------------------------------------------------- #
+# Sessions
+# --------------------------------------------------------------------------- #
+
+
+@dataclass(frozen=True)
+class Authed:
+    """The signed-in clinician for one request."""
+
+    clinician_id: int
+    name: str
+    role: str
+    clinic_id: int
+    clinic_name: str
+    clinic_tz: str
+    sid: str
+    issued: float
+    seen: float
+    csrf: str
+    fp: str
+    touch: bool  # the cookie should be re-signed with a new last-activity time
+
+    @property
+    def role_label(self) -> str:
+        return ROLE_LABELS.get(self.role, self.role)
+
+
+def _fingerprint(password_hash: str | None) -> str:
+    """Changes when the password does, ending that clinician's sessions."""
+    return _digest(password_hash or "")
+
+
+def verify_password(password_hash: str | None, password: str) -> bool:
+    """Argon2 verification; an unknown user costs the same time as a wrong password."""
+    global _dummy_hash
+    if not password_hash:
+        if _dummy_hash is None:
+            _dummy_hash = _hasher.hash(secrets.token_urlsafe(16))
+        password_hash = _dummy_hash
+        password = password + "\x00never"
+    try:
+        return _hasher.verify(password_hash, password)
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False
+
+
+def safe_next(value: str | None) -> str:
+    """A local path to return to after login (never another site)."""
+    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
+        return "/queue"
+    parts = urlsplit(value)
+    if parts.scheme or parts.netloc or parts.path in ("/login", "/logout"):
+        return "/queue"
+    return value
+
+
+def _security(response: Response) -> Response:
+    for key, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(key, value)
+    return response
+
+
+# --------------------------------------------------------------------------- #
+# Formatting
+# --------------------------------------------------------------------------- #
+
+
+def waiting_label(seconds: float) -> str:
+    """'waiting 4 min', 'waiting 2 h 5 min', 'waiting 3 d 1 h'."""
+    minutes = max(int(seconds // 60), 0)
+    if minutes < 1:
+        return "waiting <1 min"
+    if minutes < 60:
+        return f"waiting {minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"waiting {hours} h {minutes} min" if minutes else f"waiting {hours} h"
+    days, hours = divmod(hours, 24)
+    return f"waiting {days} d {hours} h" if hours else f"waiting {days} d"
+
+
+def _iso(dt: datetime | None) -> str | None:
+    return dt.isoformat().replace("+00:00", "Z") if dt else None
+
+
+def _local(dt: datetime | None, tz_name: str) -> str:
+    if dt is None:
+        return ""
+    local = dt.astimezone(ZoneInfo(tz_name))
+    return local.strftime("%b %-d, %Y %-H:%M %Z")
+
+
+def _number(value: float | None) -> str:
+    if value is None:
+        return ""
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+def _answer_text(kind: str | None, answer: Answer) -> str:
+    if answer.status == "pending":
+        return "pending"
+    if answer.status != "answered" or answer.value is None:
+        return "no answer"
+    if kind == "yesno":
+        return "Yes" if answer.value else "No"
+    if kind == "percent":
+        return f"{_number(answer.value)}%"
+    if kind == "nrs":
+        return f"{_number(answer.value)} / 10"
+    if kind == "pgic":
+        return f"{_number(answer.value)} (1 much better – 7 much worse)"
+    return _number(answer.value)
+
+
+# --------------------------------------------------------------------------- #
+# Read models (blocking; routes are plain `def` so FastAPI runs them in a thread)
+# --------------------------------------------------------------------------- #
+
+
+def _escalation_json(e: Escalation, p: Patient, names: dict[int, str],
+                     now: datetime, tz: str) -> dict[str, Any]:
+    waited = (now - e.created_at).total_seconds()
+    return {
+        "id": e.id,
+        "tier": e.tier,
+        "tier_label": TIER_LABELS.get(e.tier, e.tier),
+        "kind": e.kind,
+        "kind_label": KIND_LABELS.get(e.kind, e.kind),
+        "status": e.status,
+        "status_label": STATUS_LABELS.get(e.status, e.status),
+        "acknowledged_by": names.get(e.acknowledged_by) if e.acknowledged_by else None,
+        "reasons": [str(r) for r in (e.reasons or [])],
+        "text": (e.text or "")[:280],
+        "patient_id": p.id,
+        "patient_name": p.name or "Unnamed patient",
+        "created_at": _iso(e.created_at),
+        "created_label": _local(e.created_at, tz),
+        "waiting_seconds": int(waited),
+        "waiting_label": waiting_label(waited),
+        "url": f"/patients/{p.id}#escalation-{e.id}",
+    }
+
+
+def _clinician_names(session: Session, clinic_id: int) -> dict[int, str]:
+    rows = session.execute(select(Clinician.id, Clinician.name)
+                           .where(Clinician.clinic_id == clinic_id)).all()
+    return {cid: name for cid, name in rows}
+
+
+def queue_data(session: Session, clinic_id: int, tz: str, now: datetime) -> dict[str, Any]:
+    """Open and acknowledged escalations and tasks of the clinic, by tier then age;
+    the most recent routine "noted" flags separately."""
+    names = _clinician_names(session, clinic_id)
+    rows = session.execute(
+        select(Escalation, Patient).join(Patient, Patient.id == Escalation.patient_id)
+        .where(Patient.clinic_id == clinic_id, Escalation.kind.in_(QUEUE_KINDS),
+               Escalation.status.in_(QUEUE_STATUSES))
+    ).all()
+    rows.sort(key=lambda r: (TIER_ORDER.get(r[0].tier, len(TIER_ORDER)), r[0].created_at,
+                             r[0].id))
+    noted = session.execute(
+        select(Escalation, Patient).join(Patient, Patient.id == Escalation.patient_id)
+        .where(Patient.clinic_id == clinic_id, Escalation.status == "noted")
+        .order_by(Escalation.created_at.desc(), Escalation.id.desc()).limit(NOTED_LIMIT)
+    ).all()
+    return {
+        "now": _iso(now),
+        "items": [_escalation_json(e, p, names, now, tz) for e, p in rows],
+        "noted": [_escalation_json(e, p, names, now, tz) for e, p in noted],
+    }
+
+
+def _scoped_patient(session: Session, clinic_id: int, patient_id: str) -> Patient | None:
+    return session.execute(
+        select(Patient).where(Patient.id == patient_id, Patient.clinic_id == clinic_id)
+    ).scalar_one_or_none()
+
+
+def _scoped_escalation(session: Session, clinic_id: int,
+                       escalation_id: int) -> Escalation | None:
+    return session.execute(
+        select(Escalation).join(Patient, Patient.id == Escalation.patient_id)
+        .where(Escalation.id == escalation_id, Patient.clinic_id == clinic_id)
+    ).scalar_one_or_none()
+
+
+CHART_W, CHART_H = 640, 240
+CHART_PAD = {"left": 44, "right": 52, "top": 16, "bottom": 40}
+
+
+def chart_data(points: list[dict[str, Any]], baseline: float | None) -> dict[str, Any]:
+    """Coordinates for the inline SVG chart of pain (0–10) and relief (0–100 %) by day."""
+    left, right = CHART_PAD["left"], CHART_W - CHART_PAD["right"]
+    top, bottom = CHART_PAD["top"], CHART_H - CHART_PAD["bottom"]
+    max_day = max([1.0, *[p["day"] for p in points]])
+    step = next(s for s in (1, 2, 5, 7, 14, 30, 60, 90, 180, 365, 10_000) if max_day / s <= 8)
+    max_day = step * -(-max_day // step)
+
+    def x(day: float) -> float:
+        return round(left + (right - left) * day / max_day, 1)
+
+    def y(fraction: float) -> float:
+        return round(bottom - (bottom - top) * fraction, 1)
+
+    def series(key: str, scale: float) -> list[dict[str, Any]]:
+        return [{"x": x(p["day"]), "y": y(p[key] / scale), "day": _number(p["day"]),
+                 "label": _number(p[key])}
+                for p in points if p.get(key) is not None]
+
+    pain, relief = series("pain", 10), series("relief", 100)
+    return {
+        "width": CHART_W, "height": CHART_H, "left": left, "right": right, "top": top,
+        "bottom": bottom,
+        "pain": pain, "relief": relief,
+        "pain_line": " ".join(f"{p['x']},{p['y']}" for p in pain),
+        "relief_line": " ".join(f"{p['x']},{p['y']}" for p in relief),
+        "gridlines": [{"y": y(f), "pain": _number(10 * f), "relief": f"{int(100 * f)}%"}
+                      for f in (0, 0.25, 0.5, 0.75, 1)],
+        "xticks": [{"x": x(d), "label": _number(d)} for d in range(0, int(max_day) + 1, step)],
+        "baseline": None if baseline is None else {"y": y(baseline / 10),
+                                                    "value": _number(baseline)},
+        "empty": not pain and not relief,
+    }
+
+
+def _event_view(ev: EscalationEvent, names: dict[int, str], tz: str) -> dict[str, str | None]:
+    """One line of an escalation's history: 'paged Ned Nurse', 'resolved by Nia Nurse'."""
+    who = names.get(ev.clinician_id, "a clinician") if ev.clinician_id else None
+    detail = ev.detail or ""
+    if ev.action == "paged":
+        text = f"paged {who}" if who else "paged the clinic's fallback number"
+    elif ev.action == "resolved":
+        text = f"resolved by {who}" if who else "resolved"
+        detail = OUTCOME_LABELS.get(detail, detail)
+    else:
+        text = f"{ev.action.replace('_', ' ')} by {who}" if who else ev.action.replace("_", " ")
+    return {"action": ev.action, "text": text, "detail": detail, "at": _local(ev.at, tz),
+            "at_iso": _iso(ev.at)}
+
+
+def patient_view(session: Session, auth: Authed, patient: Patient,
+                 now: datetime) -> dict[str, Any]:
+    """Everything the patient page shows (clinic already checked)."""
+    content = get_content()
+    tz = auth.clinic_tz
+    names = _clinician_names(session, auth.clinic_id)
+    enrollment = session.execute(
+        select(Enrollment).where(Enrollment.patient_id == patient.id)
+        .order_by(Enrollment.id.desc())
+    ).scalars().first()
+    procedure_label = None
+    checkins: list[dict[str, Any]] = []
+    points: list[dict[str, Any]] = []
+    if enrollment is not None:
+        proc = content.procedures.get(enrollment.procedure)
+        procedure_label = proc.label if proc else enrollment.procedure
+        rows = session.execute(
+            select(CheckIn).where(CheckIn.enrollment_id == enrollment.id)
+            .order_by(CheckIn.due_at, CheckIn.id)
+        ).scalars().all()
+        answers_by: dict[int, list[Answer]] = {}
+        for a in session.execute(
+            select(Answer).where(Answer.checkin_id.in_([c.id for c in rows]))
+            .order_by(Answer.id)
+        ).scalars():
+            answers_by.setdefault(a.checkin_id, []).append(a)
+        for c in rows:
+            answers = []
+            values: dict[str, float] = {}
+            for a in answers_by.get(c.id, []):
+                q = content.questions.get(a.item)
+                answers.append({"item": a.item, "label": q.label if q else a.item,
+                                "value": _answer_text(q.kind if q else None, a),
+                                "raw": a.raw_text or "", "status": a.status})
+                if a.status == "answered" and a.value is not None:
+                    values[a.item] = a.value
+            when = c.completed_at or c.started_at or c.due_at
+            day = max((when - enrollment.procedure_at).total_seconds() / 86400, 0)
+            if "pain_now" in values or "percent_relief" in values:
+                points.append({"day": round(day, 2), "pain": values.get("pain_now"),
+                               "relief": values.get("percent_relief")})
+            checkins.append({"id": c.id, "key": c.key, "status": c.status,
+                             "due": _local(c.due_at, tz),
+                             "completed": _local(c.completed_at, tz),
+                             "day": _number(round(c.day, 1)), "answers": answers})
+    escalations = []
+    for e in session.execute(
+        select(Escalation).where(Escalation.patient_id == patient.id)
+        .order_by(Escalation.id.desc())
+    ).scalars():
+        events = session.execute(
+            select(EscalationEvent).where(EscalationEvent.escalation_id == e.id)
+            .order_by(EscalationEvent.at, EscalationEvent.id)
+        ).scalars().all()
+        escalations.append({
+            **_escalation_json(e, patient, names, now, tz),
+            "text": e.text or "",
+            "created": _local(e.created_at, tz),
+            "acknowledged": _local(e.acknowledged_at, tz),
+            "resolved": _local(e.resolved_at, tz),
+            "resolved_by": names.get(e.resolved_by) if e.resolved_by else None,
+            "outcome": e.outcome,
+            "outcome_label": OUTCOME_LABELS.get(e.outcome or "", e.outcome),
+            "note": e.resolution_note or "",
+            "can_ack": e.status in ("open", "noted"),
+            "can_resolve": e.status != "resolved",
+            "events": [_event_view(ev, names, tz) for ev in events],
+        })
+    messages = []
+    for m in session.execute(
+        select(Message).where(Message.patient_id == patient.id).order_by(Message.id)
+    ).scalars():
+        if m.clinician_id is not None:
+            who = f"Alert to {names.get(m.clinician_id, 'clinician')}" if m.direction == "out" \
+                else f"From {names.get(m.clinician_id, 'clinician')}"
+        elif m.direction == "in":
+            who = "Patient"
+        else:
+            who = "PainPath to patient"
+        messages.append({"id": m.id, "direction": m.direction, "channel": m.channel,
+                         "who": who, "body": m.body, "status": m.status,
+                         "error": m.error or "", "at": _local(m.created_at, tz),
+                         "at_iso": _iso(m.created_at),
+                         "alert": m.clinician_id is not None})
+    baseline = enrollment.baseline_pain if enrollment is not None else None
+    days_since = None
+    if enrollment is not None:
+        days_since = (now - enrollment.procedure_at).total_seconds() / 86400
+    return {
+        "patient": {"id": patient.id, "name": patient.name or "Unnamed patient",
+                    "phone": patient.phone, "timezone": patient.timezone,
+                    "channel": patient.channel, "sms_opted_out": patient.sms_opted_out},
+        "procedure_label": procedure_label,
+        "procedure_at": _local(enrollment.procedure_at, tz) if enrollment else "",
+        "days_since": None if days_since is None else _number(round(days_since, 1)),
+        "baseline": _number(baseline) if baseline is not None else "",
+        "checkins": checkins,
+        "chart": chart_data(points, baseline),
+        "escalations": escalations,
+        "messages": messages,
+    }
+
+
+# --------------------------------------------------------------------------- #
+# Router
+# --------------------------------------------------------------------------- #
+
+
+def dashboard_router(settings: Settings) -> APIRouter:
+    """The dashboard's routes for `settings` (database, secret key, base URL)."""
+    router = APIRouter()
+    db_url = settings.database_url
+    secure = settings.web_base_url.lower().startswith("https://")
+    serializer = URLSafeTimedSerializer(settings.secret_key, salt=SESSION_SALT)
+    login_serializer = URLSafeTimedSerializer(settings.secret_key, salt=LOGIN_SALT)
+    throttle = LoginThrottle()
+    templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
+    router.throttle = throttle  # type: ignore[attr-defined]  # tests reach it
+
+    def render(request: Request, name: str, context: dict[str, Any],
+               status_code: int = 200) -> Response:
+        return _security(templates.TemplateResponse(request, name, context,
+                                                    status_code=status_code))
+
+    def set_session(response: Response, data: dict[str, Any]) -> None:
+        response.set_cookie(SESSION_COOKIE, serializer.dumps(data), httponly=True,
+                            samesite="lax", secure=secure, path="/")
+
+    def clear_session(response: Response) -> None:
+        response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="lax",
+                               secure=secure)
+
+    def authenticate(request: Request) -> Authed | None:
+        """The clinician behind the session cookie, or None (expired, revoked, forged)."""
+        raw = request.cookies.get(SESSION_COOKIE)
+        if not raw:
+            return None
+        try:
+            data = serializer.loads(raw, max_age=int(ABSOLUTE_TTL.total_seconds()))
+            cid, sid, issued, seen, csrf, fp = (int(data["c"]), str(data["s"]),
+                                                float(data["i"]), float(data["l"]),
+                                                str(data["t"]), str(data["f"]))
+        except (BadSignature, KeyError, TypeError, ValueError):
+            return None
+        now = _now().timestamp()
+        if now - issued > ABSOLUTE_TTL.total_seconds() or now - seen > IDLE_TTL.total_seconds():
+            return None
+        with new_session(db_url) as session:
+            row = session.execute(
+                select(Clinician, Clinic).join(Clinic, Clinic.id == Clinician.clinic_id)
+                .where(Clinician.id == cid)
+            ).first()
+            if row is None:
+                return None
+            clinician, clinic = row
+            if (not clinician.active or clinician.role not in ROLES
+                    or not hmac.compare_digest(fp, _fingerprint(clinician.password_hash))):
+                return None
+            revoked = session.execute(
+                select(AuditLog.id).where(AuditLog.clinician_id == cid,
+                                          AuditLog.action == "logout",
+                                          AuditLog.detail == f"session {_digest(sid)}")
+                .limit(1)
+            ).first()
+            if revoked is not None:
+                return None
+            return Authed(clinician_id=cid, name=clinician.name, role=clinician.role,
+                          clinic_id=clinic.id, clinic_name=clinic.name,
+                          clinic_tz=clinic.timezone, sid=sid, issued=issued, seen=seen,
+                          csrf=csrf, fp=fp, touch=now - seen >= TOUCH_EVERY.total_seconds())
+
+    def finish(response: Response, auth: Authed, activity: bool = True) -> Response:
+        """Security headers; slide the idle timer when this request was activity."""
+        if activity and auth.touch:
+            set_session(response, {"c": auth.clinician_id, "s": auth.sid, "i": auth.issued,
+                                   "l": _now().timestamp(), "t": auth.csrf,
+                                   "f": auth.fp})
+        return _security(response)
+
+    def to_login(request: Request) -> Response:
+        target = request.url.path
+        if request.url.query:
+            target += "?" + request.url.query
+        response = RedirectResponse(f"/login?next={quote(target, safe='/')}", status_code=303)
+        if request.cookies.get(SESSION_COOKIE):
+            clear_session(response)
+        return _security(response)
+
+    def csrf_ok(auth: Authed, token: str) -> bool:
+        return bool(token) and hmac.compare_digest(token.encode(), auth.csrf.encode())
+
+    def forbidden(request: Request, auth: Authed | None) -> Response:
+        return render(request, "dashboard/error.html",
+                      {"auth": auth, "title": "Request refused",
+                       "message": "This form has expired or did not come from this page. "
+                                  "Go back, reload the page and try again."},
+                      status_code=403)
+
+    def not_found(request: Request, auth: Authed) -> Response:
+        return finish(render(request, "dashboard/error.html",
+                             {"auth": auth, "title": "Not found",
+                              "message": "There is no such record in your clinic."},
+                             status_code=404), auth)
+
+    def audit(session: Session, auth: Authed | None, action: str,
+              patient_id: str | None = None, detail: str | None = None) -> None:
+        session.add(AuditLog(clinician_id=auth.clinician_id if auth else None,
+                             patient_id=patient_id, action=action, detail=detail, at=_now()))
+
+    # ------------------------------------------------------------------ login
+
+    def login_page(request: Request, next_url: str, error: str | None = None,
+                   username: str = "", status_code: int = 200) -> Response:
+        token = secrets.token_urlsafe(32)
+        response = render(request, "dashboard/login.html",
+                          {"auth": None, "csrf": token, "next": next_url, "error": error,
+                           "username": username}, status_code=status_code)
+        response.set_cookie(LOGIN_COOKIE, login_serializer.dumps(token), httponly=True,
+                            samesite="lax", secure=secure, path="/login", max_age=3600)
+        return response
+
+    @router.get("/", include_in_schema=False)
+    def home(request: Request) -> Response:
+        auth = authenticate(request)
+        target = "/queue" if auth else "/login"
+        return _security(RedirectResponse(target, status_code=303))
+
+    @router.get("/login", response_class=HTMLResponse)
+    def login_form(request: Request, next: str = "/queue") -> Response:  # noqa: A002
+        if authenticate(request) is not None:
+            return _security(RedirectResponse(safe_next(next), status_code=303))
+        return login_page(request, safe_next(next))
+
+    @router.post("/login")
+    def login(request: Request, username: str = Form(""), password: str = Form(""),
+              csrf_token: str = Form(""), next: str = Form("/queue")) -> Response:  # noqa: A002
+        next_url = safe_next(next)
+        try:
+            expected = login_serializer.loads(request.cookies.get(LOGIN_COOKIE, ""),
+                                              max_age=3600)
+        except BadSignature:
+            expected = None
+        if not expected or not csrf_token or not hmac.compare_digest(str(expected), csrf_token):
+            return forbidden(request, None)
+        ip = request.client.host if request.client else "unknown"
+        username = username.strip()[:100]
+        if throttle.locked(username, ip):
+            logger.warning("dashboard login refused: too many failures")
+            return login_page(request, next_url, LOGIN_LOCKED, username, status_code=429)
+        with new_session(db_url) as session, session.begin():
+            clinician = session.execute(
+                select(Clinician).where(Clinician.username == username)
+            ).scalar_one_or_none() if username else None
+            ok = verify_password(clinician.password_hash if clinician else None, password)
+            ok = ok and clinician is not None and clinician.active and clinician.role in ROLES
+            if not ok:
+                throttle.failed(username, ip)
+                session.add(AuditLog(clinician_id=clinician.id if clinician else None,
+                                     action="login_failed", at=_now()))
+            else:
+                assert clinician is not None
+                if _hasher.check_needs_rehash(clinician.password_hash):
+                    clinician.password_hash = _hasher.hash(password)
+                sid = secrets.token_urlsafe(24)
+                session.add(AuditLog(clinician_id=clinician.id, action="login",
+                                     detail=f"session {_digest(sid)}", at=_now()))
+                now = _now().timestamp()
+                data = {"c": clinician.id, "s": sid, "i": now, "l": now,
+                        "t": secrets.token_urlsafe(32),
+                        "f": _fingerprint(clinician.password_hash)}
+        if not ok:
+            return login_page(request, next_url, LOGIN_FAILED, username, status_code=401)
+        throttle.succeeded(username)
+        response = RedirectResponse(next_url, status_code=303)
+        set_session(response, data)
+        response.delete_cookie(LOGIN_COOKIE, path="/login")
+        return _security(response)
+
+    @router.post("/logout")
+    def logout(request: Request, csrf_token: str = Form("")) -> Response:
+        auth = authenticate(request)
+        if auth is None:
+            return to_login(request)
+        if not csrf_ok(auth, csrf_token):
+            return forbidden(request, auth)
+        with new_session(db_url) as session, session.begin():
+            audit(session, auth, "logout", detail=f"session {_digest(auth.sid)}")
+        response = RedirectResponse("/login", status_code=303)
+        clear_session(response)
+        return _security(response)
+
+    # ------------------------------------------------------------------ queue
+
+    @router.get("/queue", response_class=HTMLResponse)
+    def queue(request: Request) -> Response:
+        auth = authenticate(request)
+        if auth is None:
+            return to_login(request)
+        with new_session(db_url) as session:
+            data = queue_data(session, auth.clinic_id, auth.clinic_tz, _now())
+        return finish(render(request, "dashboard/queue.html",
+                             {"auth": auth, "queue": data, "poll_seconds": POLL_SECONDS}),
+                      auth)
+
+    @router.get("/queue.json")
+    def queue_json(request: Request) -> Response:
+        auth = authenticate(request)
+        if auth is None:
+            return _security(JSONResponse({"error": "login required", "login": "/login"},
+                                          status_code=401))
+        with new_session(db_url) as session:
+            data = queue_data(session, auth.clinic_id, auth.clinic_tz, _now())
+        return finish(JSONResponse(data), auth, activity=False)
+
+    # ------------------------------------------------------------ escalations
+
+    @router.get("/escalations/{escalation_id:int}")
+    def escalation_link(request: Request, escalation_id: int) -> Response:
+        auth = authenticate(request)
+        if auth is None:
+            return to_login(request)
+        with new_session(db_url) as session:
+            e = _scoped_escalation(session, auth.clinic_id, escalation_id)
+            if e is None:
+                return not_found(request, auth)
+            target = f"/patients/{e.patient_id}#escalation-{e.id}"
+        return finish(RedirectResponse(target, status_code=303), auth)
+
+    def act(request: Request, escalation_id: int, csrf_token: str, action: str,
+            outcome: str = "", note: str = "") -> Response:
+        auth = authenticate(request)
+        if auth is None:
+            return to_login(request)
+        if not csrf_ok(auth, csrf_token):
+            return forbidden(request, auth)
+        error = None
+        with new_session(db_url) as session, session.begin():
+            e = _scoped_escalation(session, auth.clinic_id, escalation_id)
+            if e is None:
+                return not_found(request, auth)
+            patient_id = e.patient_id
+            try:
+                if action == "acknowledge":
+                    acknowledge(session, e.id, auth.clinician_id, via="dashboard", now=_now())
+                    audit(session, auth, "acknowledge", patient_id, f"escalation {e.id}")
+                else:
+                    if outcome not in OUTCOMES:
+                        raise TransitionError("Choose an outcome to resolve this escalation.")
+                    resolve(session, e.id, auth.clinician_id, outcome,
+                            note[:NOTE_MAX_CHARS], now=_now())
+                    audit(session, auth, "resolve", patient_id,
+                          f"escalation {e.id}: {outcome}")
+            except TransitionError as exc:
+                error = str(exc)
+                session.rollback()
+        if error is not None:
+            return patient_page(request, patient_id, error=error, status_code=409)
+        return finish(RedirectResponse(f"/patients/{patient_id}#escalation-{escalation_id}",
+                                       status_code=303), auth)
+
+    @router.post("/escalations/{escalation_id:int}/acknowledge")
+    def acknowledge_route(request: Request, escalation_id: int,
+                          csrf_token: str = Form("")) -> Response:
+        return act(request, escalation_id, csrf_token, "acknowledge")
+
+    @router.post("/escalations/{escalation_id:int}/resolve")
+    def resolve_route(request: Request, escalation_id: int, csrf_token: str = Form(""),
+                      outcome: str = Form(""), note: str = Form("")) -> Response:
+        return act(request, escalation_id, csrf_token, "resolve", outcome, note)
+
+    # --------------------------------------------------------------- patients
+
+    def patient_page(request: Request, patient_id: str, error: str | None = None,
+                     status_code: int = 200) -> Response:
+        auth = authenticate(request)
+        if auth is None:
+            return to_login(request)
+        now = _now()
+        with new_session(db_url) as session, session.begin():
+            patient = _scoped_patient(session, auth.clinic_id, patient_id)
+            if patient is None:
+                return not_found(request, auth)
+            view = patient_view(session, auth, patient, now)
+            audit(session, auth, "view_patient", patient.id)
+        return finish(render(request, "dashboard/patient.html",
+                             {"auth": auth, "error": error, "outcomes": OUTCOME_LABELS,
+                              "note_max": NOTE_MAX_CHARS, **view},
+                             status_code=status_code), auth)
+
+    @router.get("/patients/{patient_id}", response_class=HTMLResponse)
+    def patient(request: Request, patient_id: str) -> Response:
+        return patient_page(request, patient_id)
+
+    return router
