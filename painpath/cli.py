@@ -169,7 +169,9 @@ def cmd_seed_demo(args: argparse.Namespace) -> None:
 
     info = seed_demo()
     _emit(args, info, f"demo clinic '{info['clinic']}', demo patient {info['patient_id']}\n"
-                      f"web chat: {info['chat_url']}")
+                      f"web chat: {info['chat_url']}\n"
+                      f"nurse dashboard: {info['dashboard_url']} (login {info['nurse_login']}, "
+                      f"password {info['nurse_password']})")
 
 
 def cmd_scheduler(args: argparse.Namespace) -> None:
