@@ -14,7 +14,7 @@ from rasa_sdk.events import ActiveLoop, EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-from actions.common import deliver_alerts
+from actions.common import BlockingAction, deliver_alerts, in_thread
 from painpath import checkins
 from painpath.content import get_content, message
 from painpath.db import new_session
@@ -37,13 +37,13 @@ def _checkin_entity(tracker: Tracker) -> Optional[int]:
         return None
 
 
-class ActionStartCheckin(Action):
+class ActionStartCheckin(BlockingAction):
     """Start (or resume) the patient's check-in; sets `checkin_ready`."""
 
     def name(self) -> Text:
         return "action_start_checkin"
 
-    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
+    def run_blocking(self, dispatcher: CollectingDispatcher, tracker: Tracker,
                   domain: DomainDict) -> List[EventType]:
         patient_id = tracker.sender_id
         wanted = _checkin_entity(tracker)
@@ -80,6 +80,10 @@ class ValidateCheckinForm(FormValidationAction):
 
     async def get_validation_events(self, dispatcher: CollectingDispatcher, tracker: Tracker,
                                     domain: DomainDict) -> List[EventType]:
+        return await in_thread(self._validate, dispatcher, tracker)
+
+    def _validate(self, dispatcher: CollectingDispatcher, tracker: Tracker) -> List[EventType]:
+        """Store and judge each answer (database work: runs on a worker thread)."""
         checkin_id = tracker.get_slot("checkin_id")
         items = set(tracker.get_slot("checkin_items") or [])
         events: List[EventType] = []
@@ -136,13 +140,13 @@ ASK_ACTIONS: Dict[str, Any] = {
 }
 
 
-class ActionFinishCheckin(Action):
+class ActionFinishCheckin(BlockingAction):
     """Completes the check-in and sends the personal summary."""
 
     def name(self) -> Text:
         return "action_finish_checkin"
 
-    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
+    def run_blocking(self, dispatcher: CollectingDispatcher, tracker: Tracker,
                   domain: DomainDict) -> List[EventType]:
         checkin_id = tracker.get_slot("checkin_id")
         if checkin_id is not None and not tracker.get_slot("checkin_stopped"):
@@ -152,13 +156,13 @@ class ActionFinishCheckin(Action):
                 SlotSet("checkin_ready", None), SlotSet("checkin_stopped", False)]
 
 
-class ActionPauseCheckin(Action):
+class ActionPauseCheckin(BlockingAction):
     """Pauses the check-in; the patient resumes with CHECKIN/RESUME."""
 
     def name(self) -> Text:
         return "action_pause_checkin"
 
-    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
+    def run_blocking(self, dispatcher: CollectingDispatcher, tracker: Tracker,
                   domain: DomainDict) -> List[EventType]:
         checkin_id = tracker.get_slot("checkin_id")
         with new_session() as session, session.begin():
@@ -168,13 +172,13 @@ class ActionPauseCheckin(Action):
         return [ActiveLoop(None), SlotSet("requested_slot", None)]
 
 
-class ActionHelp(Action):
+class ActionHelp(BlockingAction):
     """The clinic's name and number, and the emergency and crisis lines."""
 
     def name(self) -> Text:
         return "action_help"
 
-    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
+    def run_blocking(self, dispatcher: CollectingDispatcher, tracker: Tracker,
                   domain: DomainDict) -> List[EventType]:
         with new_session() as session:
             patient = session.get(Patient, tracker.sender_id)

@@ -3,6 +3,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from abc import ABC, abstractmethod
+from typing import Any, List
+
+from rasa_sdk import Action, Tracker
+from rasa_sdk.events import EventType
+from rasa_sdk.executor import CollectingDispatcher
+from rasa_sdk.types import DomainDict
 
 from painpath.messaging import deliver
 
@@ -22,3 +29,22 @@ async def deliver_alerts_async(message_ids: tuple[int, ...]) -> None:
     """`deliver_alerts` off the event loop."""
     if message_ids:
         await asyncio.get_running_loop().run_in_executor(None, deliver_alerts, message_ids)
+
+
+class BlockingAction(Action, ABC):
+    """An action whose work (database, SMS gateway) blocks: `run_blocking` runs on a
+    worker thread so the action server's event loop keeps serving other patients."""
+
+    @abstractmethod
+    def run_blocking(self, dispatcher: CollectingDispatcher, tracker: Tracker,
+                     domain: DomainDict) -> List[EventType]:
+        """The action's work."""
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
+                  domain: DomainDict) -> List[EventType]:
+        return await asyncio.to_thread(self.run_blocking, dispatcher, tracker, domain)
+
+
+def in_thread(fn: Any, *args: Any) -> Any:
+    """Await `fn(*args)` on a worker thread."""
+    return asyncio.to_thread(fn, *args)

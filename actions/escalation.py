@@ -9,7 +9,7 @@ from rasa_sdk.events import ActiveLoop, EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-from actions.common import deliver_alerts_async
+from actions.common import deliver_alerts_async, in_thread
 from painpath import checkins
 from painpath.db import new_session
 from painpath.escalation import handle_red_flag
@@ -30,6 +30,13 @@ class ActionHandleRedFlag(Action):
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
                   domain: DomainDict) -> List[EventType]:
+        events, alerts = await in_thread(self._handle, dispatcher, tracker)
+        await deliver_alerts_async(alerts)
+        return events
+
+    def _handle(self, dispatcher: CollectingDispatcher,
+                tracker: Tracker) -> tuple[List[EventType], tuple[int, ...]]:
+        """Record the escalation and word the reply (database work: a worker thread)."""
         entities = tracker.latest_message.get("entities") or []
         tier = next((e["value"] for e in entities if e.get("entity") == "red_flag_tier"), "urgent")
         reasons = [e["value"] for e in entities if e.get("entity") == "red_flag_reason"]
@@ -58,9 +65,7 @@ class ActionHandleRedFlag(Action):
                     checkin.status = "paused"  # answers kept; the nurse sees where it stopped
         for reply in response.replies:
             dispatcher.utter_message(text=reply)
-        if response.raised:
-            await deliver_alerts_async(response.raised.alert_message_ids)
         events.append(SlotSet("red_flag_stop", response.stop_checkin))
         if in_form:  # the rules reopen the form unless the check-in had to stop
             events += [ActiveLoop(None), SlotSet("requested_slot", None)]
-        return events
+        return events, response.raised.alert_message_ids if response.raised else ()

@@ -79,15 +79,54 @@ def cmd_clinician_add(args: argparse.Namespace) -> None:
                         Clinician.clinic_id == clinic.id, Clinician.on_call == args.on_call)
                 ).scalars():
                     other.on_call = None
+            start, end = _hours(args.on_call_hours)
             clinician = Clinician(clinic_id=clinic.id, name=args.name, phone=phone,
                                   role=args.role, on_call=args.on_call, username=args.username,
-                                  password_hash=password_hash)
+                                  password_hash=password_hash, on_call_start=start,
+                                  on_call_end=end)
             session.add(clinician)
             session.flush()
             clinician_id = clinician.id
     except EnrollmentError as exc:
         raise CliError(str(exc)) from None
     _emit(args, {"id": clinician_id}, str(clinician_id))
+
+
+def _hours(text: str | None) -> tuple[str | None, str | None]:
+    """'08:00-18:00' → ('08:00', '18:00'); None → always on call."""
+    if not text:
+        return None, None
+    import re
+
+    m = re.fullmatch(r"([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)", text.strip())
+    if not m:
+        raise CliError("on-call hours must look like 08:00-18:00 (clinic time zone)")
+    return f"{m.group(1)}:{m.group(2)}", f"{m.group(3)}:{m.group(4)}"
+
+
+def cmd_clinic_set(args: argparse.Namespace) -> None:
+    from painpath.enrollment import EnrollmentError, get_clinic
+    from painpath.phone import InvalidPhone, normalize
+
+    try:
+        with new_session() as session, session.begin():
+            clinic = get_clinic(session, args.clinic)
+            for name in ("ack_minutes_emergency", "ack_minutes_urgent"):
+                value = getattr(args, name)
+                if value is not None:
+                    if not 1 <= value <= 240:
+                        raise CliError(f"--{name.replace('_', '-')} must be 1-240 minutes")
+                    setattr(clinic, name, value)
+            if args.fallback_phone is not None:
+                clinic.fallback_phone = normalize(args.fallback_phone) if args.fallback_phone else None
+            if args.phone:
+                clinic.phone = normalize(args.phone)
+            data = {"clinic": clinic.slug, "ack_minutes_emergency": clinic.ack_minutes_emergency,
+                    "ack_minutes_urgent": clinic.ack_minutes_urgent,
+                    "fallback_phone": clinic.fallback_phone, "phone": clinic.phone}
+    except (EnrollmentError, InvalidPhone) as exc:
+        raise CliError(str(exc)) from None
+    _emit(args, data, json.dumps(data))
 
 
 def cmd_checkin_start(args: argparse.Namespace) -> None:
@@ -218,8 +257,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--phone", required=True)
     p.add_argument("--role", choices=["nurse", "admin"], default="nurse")
     p.add_argument("--on-call", choices=["primary", "backup"])
+    p.add_argument("--on-call-hours", help="e.g. 08:00-18:00 in the clinic's time zone")
     p.add_argument("--username", help="dashboard login; password read from stdin")
     p.set_defaults(fn=cmd_clinician_add)
+
+    p = sub.add_parser("clinic", parents=[common], help="clinic settings")
+    csub = p.add_subparsers(dest="clinic_command", required=True)
+    p = csub.add_parser("set", parents=[common], help="escalation settings and phone numbers")
+    p.add_argument("--clinic", required=True)
+    p.add_argument("--ack-minutes-emergency", type=int, help="re-page after (emergency, crisis)")
+    p.add_argument("--ack-minutes-urgent", type=int, help="re-page after (urgent)")
+    p.add_argument("--fallback-phone", help="paged when primary and backup do not acknowledge")
+    p.add_argument("--phone", help="the clinic's number patients are told to call")
+    p.set_defaults(fn=cmd_clinic_set)
 
     p = sub.add_parser("checkin", parents=[common], help="check-ins")
     csub = p.add_subparsers(dest="checkin_command", required=True)

@@ -24,6 +24,8 @@ from painpath.settings import Settings, get_settings
 from painpath.sms_text import to_gsm
 
 logger = logging.getLogger(__name__)
+# twilio's client logs every request's URL (with the phone numbers) at INFO
+logging.getLogger("twilio.http_client").setLevel(logging.WARNING)
 
 OPT_OUT_ERROR = 21610  # Twilio: the recipient has replied STOP
 MAX_ATTEMPTS = 6

@@ -60,6 +60,12 @@ class Stack:
 
     def _endpoints(self) -> Path:
         tracker = self.tracker_db or str(self.log_dir / "rasa_tracker.db")
+        # WAL is a property of the SQLite file: Rasa's tracker store then writes
+        # without blocking readers (bench/escalation.py found it a bottleneck)
+        import sqlite3
+
+        with sqlite3.connect(tracker) as conn:
+            conn.execute("PRAGMA journal_mode=WAL")
         path = self.log_dir / "endpoints.yml"
         path.write_text(
             f'action_endpoint:\n  url: "http://127.0.0.1:{self.actions_port}/webhook"\n'

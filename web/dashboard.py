@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import re
 import secrets
 import threading
 import time
@@ -41,7 +42,14 @@ from sqlalchemy.orm import Session
 
 from painpath.content import get_content
 from painpath.db import new_session
-from painpath.escalation import OUTCOMES, TransitionError, acknowledge, resolve
+from painpath.escalation import (
+    OUTCOMES,
+    TransitionError,
+    acknowledge,
+    is_on_shift,
+    on_call,
+    resolve,
+)
 from painpath.models import (
     Answer,
     AuditLog,
@@ -55,6 +63,7 @@ from painpath.models import (
     Patient,
     utcnow,
 )
+from painpath.phone import InvalidPhone, normalize
 from painpath.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -505,6 +514,111 @@ def patient_view(session: Session, auth: Authed, patient: Patient,
     }
 
 
+
+# --------------------------------------------------------------------------- #
+# On-call roster (clinic admins)
+# --------------------------------------------------------------------------- #
+
+ON_CALL_ROLES = ("primary", "backup")
+ON_CALL_LABELS = {"primary": "Primary", "backup": "Backup", "": "Not on call"}
+ACK_MINUTES_RANGE = (1, 240)
+NAME_MAX_CHARS = 200
+_HHMM = re.compile(r"([01]?\d|2[0-3]):([0-5]\d)(?::00)?")
+ROSTER_SAVED = {
+    "on_call": "On-call role and hours saved.",
+    "added": "Clinician added.",
+    "deactivated": "Clinician deactivated. They are no longer paged and cannot sign in.",
+    "reactivated": "Clinician reactivated.",
+    "settings": "Escalation settings saved.",
+}
+HOURS_FORMAT = "Enter a time as HH:MM (24-hour clock), from 00:00 to 23:59."
+
+
+def parse_hhmm(value: str) -> str | None:
+    """'8:05' / '08:05' → '08:05'; None when it is not a time of day 00:00–23:59."""
+    match = _HHMM.fullmatch(value.strip())
+    if not match:
+        return None
+    return f"{int(match.group(1)):02d}:{match.group(2)}"
+
+
+def validate_hours(start: str, end: str) -> tuple[str | None, str | None, dict[str, str]]:
+    """On-call hours from a form: both HH:MM or both empty (= always on shift)."""
+    start, end = start.strip(), end.strip()
+    errors: dict[str, str] = {}
+    s = parse_hhmm(start) if start else None
+    e = parse_hhmm(end) if end else None
+    if start and s is None:
+        errors["on_call_start"] = HOURS_FORMAT
+    if end and e is None:
+        errors["on_call_end"] = HOURS_FORMAT
+    if not errors:
+        if s and not e:
+            errors["on_call_end"] = ("Enter the end time too, or leave both times empty "
+                                     "for all day.")
+        elif e and not s:
+            errors["on_call_start"] = ("Enter the start time too, or leave both times empty "
+                                       "for all day.")
+        elif s and s == e:
+            errors["on_call_end"] = ("The end must differ from the start. Leave both times "
+                                     "empty for all day.")
+    return s, e, errors
+
+
+def validate_ack_minutes(value: str) -> int | None:
+    """A whole number of minutes within ACK_MINUTES_RANGE, else None."""
+    value = value.strip()
+    if not re.fullmatch(r"\d{1,4}", value):
+        return None
+    minutes = int(value)
+    low, high = ACK_MINUTES_RANGE
+    return minutes if low <= minutes <= high else None
+
+
+def hours_label(start: str | None, end: str | None) -> str:
+    if not start or not end:
+        return "All day"
+    return f"{start}–{end}" + (" (overnight)" if start > end else "")
+
+
+def roster_view(session: Session, clinic: Clinic, now: datetime) -> dict[str, Any]:
+    """Every clinician of `clinic` and who would be paged right now."""
+    rows = session.execute(
+        select(Clinician).where(Clinician.clinic_id == clinic.id)
+        .order_by(Clinician.active.desc(), Clinician.name, Clinician.id)
+    ).scalars().all()
+    clinicians = [{
+        "id": c.id, "name": c.name, "phone": c.phone, "role": c.role,
+        "role_label": ROLE_LABELS.get(c.role, c.role),
+        "on_call": c.on_call or "", "on_call_label": ON_CALL_LABELS.get(c.on_call or "",
+                                                                        c.on_call),
+        "on_call_start": c.on_call_start or "", "on_call_end": c.on_call_end or "",
+        "hours_label": hours_label(c.on_call_start, c.on_call_end),
+        "active": bool(c.active),
+        "on_shift": bool(c.active) and is_on_shift(c, now, clinic.timezone),
+        "can_sign_in": bool(c.username and c.password_hash),
+    } for c in rows]
+    primary = on_call(session, clinic.id, "primary", now)
+    backup = on_call(session, clinic.id, "backup", now)
+
+    def who(picked: list[Clinician]) -> dict[str, Any] | None:
+        if not picked:
+            return None
+        c = picked[0]
+        return {"id": c.id, "name": c.name, "phone": c.phone, "on_call": c.on_call or ""}
+
+    return {
+        "clinic": {"name": clinic.name, "timezone": clinic.timezone,
+                   "ack_minutes_emergency": clinic.ack_minutes_emergency,
+                   "ack_minutes_urgent": clinic.ack_minutes_urgent,
+                   "fallback_phone": clinic.fallback_phone or ""},
+        "local_now": _local(now, clinic.timezone),
+        "primary_now": who(primary),
+        "backup_now": who(backup),
+        "clinicians": clinicians,
+    }
+
+
 # --------------------------------------------------------------------------- #
 # Router
 # --------------------------------------------------------------------------- #
@@ -794,5 +908,246 @@ def dashboard_router(settings: Settings) -> APIRouter:
     @router.get("/patients/{patient_id}", response_class=HTMLResponse)
     def patient(request: Request, patient_id: str) -> Response:
         return patient_page(request, patient_id)
+
+    # ----------------------------------------------------------- admin: roster
+
+    def admin_only(request: Request) -> tuple[Authed | None, Response | None]:
+        """The signed-in clinic admin, or the response refusing everyone else."""
+        auth = authenticate(request)
+        if auth is None:
+            return None, to_login(request)
+        if auth.role != "admin":
+            return auth, finish(render(request, "dashboard/error.html",
+                                       {"auth": auth, "title": "Clinic admins only",
+                                        "message": "Only a clinic admin can see or change "
+                                                   "the on-call roster."},
+                                       status_code=403), auth)
+        return auth, None
+
+    def roster_page(request: Request, auth: Authed, form: dict[str, Any] | None = None,
+                    saved: str | None = None, status_code: int = 200) -> Response:
+        with new_session(db_url) as session:
+            clinic = session.get(Clinic, auth.clinic_id)
+            view = roster_view(session, clinic, _now())
+        return finish(render(request, "dashboard/roster.html",
+                             {"auth": auth, "active": "roster", "form": form,
+                              "saved": ROSTER_SAVED.get(saved or ""),
+                              "on_call_labels": ON_CALL_LABELS, "roles": ROLE_LABELS,
+                              "ack_range": ACK_MINUTES_RANGE, "name_max": NAME_MAX_CHARS,
+                              **view},
+                             status_code=status_code), auth)
+
+    def invalid(request: Request, auth: Authed, form_id: str, values: dict[str, str],
+                errors: dict[str, str]) -> Response:
+        """Re-render the roster with the submitted values and an error per field."""
+        return roster_page(request, auth, {"id": form_id, "values": values, "errors": errors},
+                           status_code=422)
+
+    def saved_redirect(auth: Authed, what: str, anchor: str) -> Response:
+        return finish(RedirectResponse(f"/admin/roster?saved={what}#{anchor}", status_code=303),
+                      auth)
+
+    def scoped_clinician(session: Session, auth: Authed, clinician_id: int) -> Clinician | None:
+        return session.execute(
+            select(Clinician).where(Clinician.id == clinician_id,
+                                    Clinician.clinic_id == auth.clinic_id)
+        ).scalar_one_or_none()
+
+    def take_on_call_role(session: Session, auth: Authed, clinician: Clinician,
+                          role: str) -> list[int]:
+        """Give `clinician` the on-call `role`, clearing it from whoever held it."""
+        cleared = []
+        if role:
+            for other in session.execute(
+                select(Clinician).where(Clinician.clinic_id == auth.clinic_id,
+                                        Clinician.on_call == role,
+                                        Clinician.id != clinician.id)
+            ).scalars():
+                other.on_call = None
+                cleared.append(other.id)
+        clinician.on_call = role or None
+        return cleared
+
+    def on_call_errors(role: str, start: str, end: str
+                       ) -> tuple[str | None, str | None, dict[str, str]]:
+        s, e, errors = validate_hours(start, end)
+        if role and role not in ON_CALL_ROLES:
+            errors["on_call_role"] = "Choose primary, backup or not on call."
+        return s, e, errors
+
+    @router.get("/admin/roster", response_class=HTMLResponse)
+    def roster(request: Request, saved: str = "") -> Response:
+        auth, refused = admin_only(request)
+        if refused is not None:
+            return refused
+        assert auth is not None
+        return roster_page(request, auth, saved=saved)
+
+    @router.post("/admin/roster/clinicians/{clinician_id:int}/on-call")
+    def roster_on_call(request: Request, clinician_id: int, csrf_token: str = Form(""),
+                       on_call_role: str = Form(""), on_call_start: str = Form(""),
+                       on_call_end: str = Form("")) -> Response:
+        auth, refused = admin_only(request)
+        if refused is not None:
+            return refused
+        assert auth is not None
+        if not csrf_ok(auth, csrf_token):
+            return forbidden(request, auth)
+        role = on_call_role.strip()
+        start, end, errors = on_call_errors(role, on_call_start, on_call_end)
+        with new_session(db_url) as session, session.begin():
+            session.get(Clinic, auth.clinic_id, with_for_update=True)  # one primary at a time
+            c = scoped_clinician(session, auth, clinician_id)
+            if c is None:
+                return not_found(request, auth)
+            if role and not c.active and "on_call_role" not in errors:
+                errors["on_call_role"] = ("Reactivate this clinician before putting them "
+                                          "on call.")
+            if errors:
+                session.rollback()
+            else:
+                before = (f"{c.on_call or 'none'} "
+                          f"{hours_label(c.on_call_start, c.on_call_end)}")
+                cleared = take_on_call_role(session, auth, c, role)
+                c.on_call_start, c.on_call_end = start, end
+                detail = (f"clinician {c.id} on call: {role or 'none'} "
+                          f"{hours_label(start, end)} (was {before})")
+                if cleared:
+                    detail += f"; {role} taken from clinician " + \
+                              ", ".join(str(i) for i in cleared)
+                audit(session, auth, "roster_change", detail=detail)
+        if errors:
+            return invalid(request, auth, f"on-call-{clinician_id}",
+                           {"on_call_role": role, "on_call_start": on_call_start,
+                            "on_call_end": on_call_end}, errors)
+        return saved_redirect(auth, "on_call", f"clinician-{clinician_id}")
+
+    @router.post("/admin/roster/clinicians")
+    def roster_add(request: Request, csrf_token: str = Form(""), name: str = Form(""),
+                   phone: str = Form(""), role: str = Form("nurse"),
+                   on_call_role: str = Form(""), on_call_start: str = Form(""),
+                   on_call_end: str = Form("")) -> Response:
+        auth, refused = admin_only(request)
+        if refused is not None:
+            return refused
+        assert auth is not None
+        if not csrf_ok(auth, csrf_token):
+            return forbidden(request, auth)
+        on_role = on_call_role.strip()
+        start, end, errors = on_call_errors(on_role, on_call_start, on_call_end)
+        clean_name = " ".join(name.split())
+        if not clean_name:
+            errors["name"] = "Enter the clinician's name."
+        elif len(clean_name) > NAME_MAX_CHARS:
+            errors["name"] = f"Use at most {NAME_MAX_CHARS} characters."
+        e164 = None
+        if not phone.strip():
+            errors["phone"] = "Enter a mobile number for alert texts, e.g. +1 415 555 0123."
+        else:
+            try:
+                e164 = normalize(phone.strip())
+            except InvalidPhone:
+                errors["phone"] = ("This is not a valid phone number. Use the full number "
+                                   "with area code, e.g. +1 415 555 0123.")
+        if role not in ROLES:
+            errors["role"] = "Choose nurse or clinic admin."
+        if errors:
+            return invalid(request, auth, "add",
+                           {"name": name, "phone": phone, "role": role,
+                            "on_call_role": on_role, "on_call_start": on_call_start,
+                            "on_call_end": on_call_end}, errors)
+        with new_session(db_url) as session, session.begin():
+            session.get(Clinic, auth.clinic_id, with_for_update=True)
+            c = Clinician(clinic_id=auth.clinic_id, name=clean_name, phone=e164, role=role,
+                          on_call_start=start, on_call_end=end, active=True)
+            session.add(c)
+            session.flush()
+            cleared = take_on_call_role(session, auth, c, on_role)
+            new_id = c.id
+            detail = (f"clinician {c.id} added: {role}, on call {on_role or 'none'} "
+                      f"{hours_label(start, end)}")
+            if cleared:
+                detail += f"; {on_role} taken from clinician " + \
+                          ", ".join(str(i) for i in cleared)
+            audit(session, auth, "roster_change", detail=detail)
+        return saved_redirect(auth, "added", f"clinician-{new_id}")
+
+    def set_active(request: Request, clinician_id: int, csrf_token: str,
+                   active: bool) -> Response:
+        auth, refused = admin_only(request)
+        if refused is not None:
+            return refused
+        assert auth is not None
+        if not csrf_ok(auth, csrf_token):
+            return forbidden(request, auth)
+        error = None
+        with new_session(db_url) as session, session.begin():
+            c = scoped_clinician(session, auth, clinician_id)
+            if c is None:
+                return not_found(request, auth)
+            if not active and c.id == auth.clinician_id:
+                error = "You cannot deactivate your own account; ask another clinic admin."
+            elif bool(c.active) != active:
+                c.active = active
+                detail = f"clinician {c.id} {'reactivated' if active else 'deactivated'}"
+                if not active and c.on_call:
+                    detail += f" (was {c.on_call} on call)"
+                    c.on_call = None  # not paged; reactivating does not silently restore it
+                audit(session, auth, "roster_change", detail=detail)
+        if error:
+            return invalid(request, auth, f"active-{clinician_id}", {}, {"active": error})
+        return saved_redirect(auth, "reactivated" if active else "deactivated",
+                              f"clinician-{clinician_id}")
+
+    @router.post("/admin/roster/clinicians/{clinician_id:int}/deactivate")
+    def roster_deactivate(request: Request, clinician_id: int,
+                          csrf_token: str = Form("")) -> Response:
+        return set_active(request, clinician_id, csrf_token, False)
+
+    @router.post("/admin/roster/clinicians/{clinician_id:int}/reactivate")
+    def roster_reactivate(request: Request, clinician_id: int,
+                          csrf_token: str = Form("")) -> Response:
+        return set_active(request, clinician_id, csrf_token, True)
+
+    @router.post("/admin/roster/settings")
+    def roster_settings(request: Request, csrf_token: str = Form(""),
+                        ack_minutes_emergency: str = Form(""), ack_minutes_urgent: str = Form(""),
+                        fallback_phone: str = Form("")) -> Response:
+        auth, refused = admin_only(request)
+        if refused is not None:
+            return refused
+        assert auth is not None
+        if not csrf_ok(auth, csrf_token):
+            return forbidden(request, auth)
+        errors: dict[str, str] = {}
+        low, high = ACK_MINUTES_RANGE
+        emergency = validate_ack_minutes(ack_minutes_emergency)
+        urgent = validate_ack_minutes(ack_minutes_urgent)
+        if emergency is None:
+            errors["ack_minutes_emergency"] = f"Enter a whole number of minutes, {low} to {high}."
+        if urgent is None:
+            errors["ack_minutes_urgent"] = f"Enter a whole number of minutes, {low} to {high}."
+        fallback = None
+        if fallback_phone.strip():
+            try:
+                fallback = normalize(fallback_phone.strip())
+            except InvalidPhone:
+                errors["fallback_phone"] = ("This is not a valid phone number. Use the full "
+                                            "number with area code, or leave it empty.")
+        if errors:
+            return invalid(request, auth, "settings",
+                           {"ack_minutes_emergency": ack_minutes_emergency,
+                            "ack_minutes_urgent": ack_minutes_urgent,
+                            "fallback_phone": fallback_phone}, errors)
+        with new_session(db_url) as session, session.begin():
+            clinic = session.get(Clinic, auth.clinic_id, with_for_update=True)
+            before = (f"{clinic.ack_minutes_emergency}/{clinic.ack_minutes_urgent} min, "
+                      f"fallback {clinic.fallback_phone or 'none'}")
+            clinic.ack_minutes_emergency, clinic.ack_minutes_urgent = emergency, urgent
+            clinic.fallback_phone = fallback
+            audit(session, auth, "escalation_settings",
+                  detail=f"ack emergency/crisis {emergency} min, urgent {urgent} min, "
+                         f"fallback {fallback or 'none'} (was {before})")
+        return saved_redirect(auth, "settings", "settings")
 
     return router

@@ -154,3 +154,18 @@ async def test_help_names_the_clinic(patient_id: str) -> None:
     assert await ActionHelp().run(dispatcher, tracker(patient_id), DOMAIN) == []
     text = dispatcher.messages[0]["text"]
     assert "Test Pain Clinic" in text and "+14155550198" in text and "988" in text
+
+
+def test_the_action_server_registers_every_custom_action_of_the_domain() -> None:
+    from pathlib import Path
+
+    import yaml
+    from rasa_sdk.executor import ActionExecutor
+
+    executor = ActionExecutor()
+    executor.register_package("actions")
+    domain_dir = Path(__file__).resolve().parents[2] / "bot" / "domain"
+    wanted = set()
+    for f in domain_dir.glob("*.yml"):
+        wanted |= set(yaml.safe_load(f.read_text()).get("actions") or [])
+    assert wanted and wanted <= set(executor.actions)

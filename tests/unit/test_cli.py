@@ -82,3 +82,29 @@ def test_parse_answer_cli_on_the_dev_set(capsys) -> None:  # type: ignore[no-unt
     assert out.strip() == "7"
     code, out, _ = run(capsys, "parse-answer", "--question", "percent_relief", "no idea")
     assert out.strip() == "null"
+
+
+def test_on_call_hours_and_clinic_escalation_settings(clinic: str, capsys) -> None:  # type: ignore[no-untyped-def]
+    code, out, _ = run(capsys, "clinician", "add", "--clinic", clinic, "--name", "Nia Night",
+                       "--phone", "+14155550145", "--on-call", "primary",
+                       "--on-call-hours", "20:00-08:00", "--json")
+    assert code == 0
+    code, _, err = run(capsys, "clinician", "add", "--clinic", clinic, "--name", "X",
+                       "--phone", "+14155550146", "--on-call-hours", "25:00-08:00")
+    assert code == 2 and "08:00-18:00" in err
+    code, out, _ = run(capsys, "clinic", "set", "--clinic", clinic, "--ack-minutes-emergency",
+                       "3", "--fallback-phone", "(415) 555-0147", "--json")
+    assert code == 0 and json.loads(out)["fallback_phone"] == "+14155550147"
+    assert json.loads(out)["ack_minutes_emergency"] == 3
+    code, _, err = run(capsys, "clinic", "set", "--clinic", clinic, "--ack-minutes-urgent", "0")
+    assert code == 2
+    from sqlalchemy import select
+
+    from painpath.db import new_session
+    from painpath.models import Clinician
+
+    with new_session() as session:
+        nia = session.execute(select(Clinician).where(Clinician.name == "Nia Night")).scalar_one()
+        assert (nia.on_call, nia.on_call_start, nia.on_call_end) == ("primary", "20:00", "08:00")
+        # the earlier primary of the clinic is no longer primary
+        assert session.execute(select(Clinician).where(Clinician.on_call == "primary")).scalars().all() == [nia]
