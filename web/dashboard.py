@@ -520,7 +520,12 @@ def patient_view(session: Session, auth: Authed, patient: Patient,
 # --------------------------------------------------------------------------- #
 
 ON_CALL_ROLES = ("primary", "backup")
-ON_CALL_LABELS = {"primary": "Primary", "backup": "Backup", "": "Not on call"}
+ON_CALL_LABELS = {"": "Not on call", "primary": "Primary", "backup": "Backup"}
+ROSTER_FIELDS = {"name": "Name", "phone": "Mobile number", "role": "Role",
+                 "on_call_role": "On-call role", "on_call_start": "On call from",
+                 "on_call_end": "On call until", "active": "Deactivate",
+                 "ack_minutes_emergency": "Emergency and crisis minutes",
+                 "ack_minutes_urgent": "Urgent minutes", "fallback_phone": "Fallback number"}
 ACK_MINUTES_RANGE = (1, 240)
 NAME_MAX_CHARS = 200
 _HHMM = re.compile(r"([01]?\d|2[0-3]):([0-5]\d)(?::00)?")
@@ -933,6 +938,7 @@ def dashboard_router(settings: Settings) -> APIRouter:
                              {"auth": auth, "active": "roster", "form": form,
                               "saved": ROSTER_SAVED.get(saved or ""),
                               "on_call_labels": ON_CALL_LABELS, "roles": ROLE_LABELS,
+                              "field_labels": ROSTER_FIELDS,
                               "ack_range": ACK_MINUTES_RANGE, "name_max": NAME_MAX_CHARS,
                               **view},
                              status_code=status_code), auth)
