@@ -25,8 +25,10 @@ logger = logging.getLogger(__name__)
 FORM = "checkin_form"
 
 
-def _item_resets() -> List[EventType]:
-    return [SlotSet(item, None) for item in get_content().questions]
+def _item_resets(items: List[str]) -> List[EventType]:
+    """Clear this check-in's answer slots (a value left from an earlier check-in
+    would count as answered); other items are not asked, so they stay as they are."""
+    return [SlotSet(item, None) for item in items]
 
 
 def _checkin_entity(tracker: Tracker) -> Optional[int]:
@@ -59,7 +61,7 @@ class ActionStartCheckin(BlockingAction):
             intro, items = checkins.begin(session, checkin)
             checkin_id = checkin.id
         dispatcher.utter_message(text=intro)
-        return [*_item_resets(), SlotSet("checkin_id", checkin_id),
+        return [*_item_resets(items), SlotSet("checkin_id", checkin_id),
                 SlotSet("checkin_items", items), SlotSet("checkin_reask", False),
                 SlotSet("checkin_stopped", False), SlotSet("checkin_ready", True)]
 

@@ -754,20 +754,22 @@ def git_commit() -> str | None:
         return None
 
 
-def write_results(key: str, section: dict[str, Any], meta: dict[str, Any]) -> None:
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+def write_results(key: str, section: dict[str, Any], meta: dict[str, Any],
+                  results: Path = RESULTS) -> None:
+    """Merge `section` under `key` into the JSON file `results` (atomic replace)."""
+    results.parent.mkdir(parents=True, exist_ok=True)
     data: dict[str, Any] = {}
-    if RESULTS.exists():
+    if results.exists():
         try:
-            data = json.loads(RESULTS.read_text())
+            data = json.loads(results.read_text())
         except ValueError:
             data = {}
     data[key] = {**meta, "loadavg_after": [round(x, 2) for x in os.getloadavg()], **section}
     data["updated_at"] = meta["run_at"]
-    tmp = RESULTS.with_suffix(".json.tmp")
+    tmp = results.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
-    tmp.replace(RESULTS)
-    log(f"results ({key}) written to {RESULTS.relative_to(ROOT)}")
+    tmp.replace(results)
+    log(f"results ({key}) written to {results.relative_to(ROOT)}")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

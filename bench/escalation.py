@@ -31,7 +31,6 @@ Run:  cd /work/main && PYTHONPATH=/work/main .venv/bin/python bench/escalation.p
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import random
@@ -57,6 +56,7 @@ import httpx  # noqa: E402
 from bench.checkin_latency import (  # noqa: E402
     CLINICIAN_PHONE, STOP, Bench, Identity, ProcMonitor, ensure_model, fmt, git_commit,
     log, log_procs, summarize)
+from bench.checkin_latency import write_results as _write_results  # noqa: E402
 from tests.fakes.fake_twilio import sign  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "escalation.json"
@@ -408,19 +408,7 @@ def warm_up(bench: Bench, tiers: dict[str, str]) -> list[float]:
 
 
 def write_results(key: str, section: dict[str, Any], meta: dict[str, Any]) -> None:
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    data: dict[str, Any] = {}
-    if RESULTS.exists():
-        try:
-            data = json.loads(RESULTS.read_text())
-        except ValueError:
-            data = {}
-    data[key] = {**meta, "loadavg_after": [round(x, 2) for x in os.getloadavg()], **section}
-    data["updated_at"] = meta["run_at"]
-    tmp = RESULTS.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
-    tmp.replace(RESULTS)
-    log(f"results ({key}) written to {RESULTS.relative_to(ROOT)}")
+    _write_results(key, section, meta, results=RESULTS)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

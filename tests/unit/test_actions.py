@@ -62,10 +62,9 @@ async def test_start_sets_the_items_of_the_due_checkin(patient_id: str) -> None:
     events = await ActionStartCheckin().run(
         dispatcher, tracker(patient_id, entities=[{"entity": "checkin_id", "value": str(cid)}]),
         DOMAIN)
-    resets = [SlotSet(item, None) for item in get_content().questions]
-    assert events == [*resets, SlotSet("checkin_id", cid),
-                      SlotSet("checkin_items", ["safety_neuro", "safety_headache",
-                                                "pain_now", "percent_relief"]),
+    items = ["safety_neuro", "safety_headache", "pain_now", "percent_relief"]
+    resets = [SlotSet(item, None) for item in items]
+    assert events == [*resets, SlotSet("checkin_id", cid), SlotSet("checkin_items", items),
                       SlotSet("checkin_reask", False), SlotSet("checkin_stopped", False),
                       SlotSet("checkin_ready", True)]
     assert len(dispatcher.messages) == 1
