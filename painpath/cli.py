@@ -129,6 +129,61 @@ def cmd_clinic_set(args: argparse.Namespace) -> None:
     _emit(args, data, json.dumps(data))
 
 
+def cmd_protocol_load(args: argparse.Namespace) -> None:
+    from painpath.enrollment import EnrollmentError
+    from painpath.protocols import ProtocolError, load
+
+    try:
+        text = open(args.file, encoding="utf-8").read()
+    except OSError as exc:
+        raise CliError(f"cannot read {args.file}: {exc.strerror}") from None
+    try:
+        with new_session() as session, session.begin():
+            result = load(session, args.clinic, text, where=args.file)
+    except (ProtocolError, EnrollmentError) as exc:
+        raise CliError(str(exc)) from None
+    _emit(args, result, f"clinic {result['clinic']}: loaded {', '.join(result['procedures'])}; "
+                        f"rescheduled {result['rescheduled_enrollments']} active enrolment(s)")
+
+
+def cmd_protocol_show(args: argparse.Namespace) -> None:
+    from painpath.content import get_content
+    from painpath.enrollment import EnrollmentError
+    from painpath.protocols import show
+
+    if args.procedure and args.procedure not in get_content().procedures:
+        raise CliError(f"unknown procedure {args.procedure!r}")
+    try:
+        with new_session() as session:
+            data = show(session, args.clinic, args.procedure)
+    except EnrollmentError as exc:
+        raise CliError(str(exc)) from None
+    lines = []
+    for pid, p in data["procedures"].items():
+        lines.append(f"{pid} ({p['source']}): " + ", ".join(c["key"] for c in p["checkins"]))
+    _emit(args, data, "\n".join(lines))
+
+
+def cmd_enrollment_change(args: argparse.Namespace) -> None:
+    from painpath.enrollment import EnrollmentError, parse_when
+    from painpath.models import Patient
+    from painpath.protocols import reschedule_patient
+
+    try:
+        with new_session() as session, session.begin():
+            patient = session.get(Patient, args.patient)
+            if patient is None:
+                raise CliError(f"no patient {args.patient!r}")
+            if args.enrollment_command == "cancel":
+                result = reschedule_patient(session, patient.id, cancel=True)
+            else:
+                when = parse_when(args.procedure_at, patient.timezone)
+                result = reschedule_patient(session, patient.id, procedure_at=when)
+    except (EnrollmentError, LookupError) as exc:
+        raise CliError(str(exc)) from None
+    _emit(args, result, json.dumps(result))
+
+
 def cmd_checkin_start(args: argparse.Namespace) -> None:
     from painpath.channels import start_checkin
 
@@ -270,6 +325,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fallback-phone", help="paged when primary and backup do not acknowledge")
     p.add_argument("--phone", help="the clinic's number patients are told to call")
     p.set_defaults(fn=cmd_clinic_set)
+
+    p = sub.add_parser("protocol", parents=[common], help="clinic check-in schedules")
+    psub = p.add_subparsers(dest="protocol_command", required=True)
+    p = psub.add_parser("load", parents=[common], help="load a clinic's protocol YAML")
+    p.add_argument("file")
+    p.add_argument("--clinic", required=True)
+    p.set_defaults(fn=cmd_protocol_load)
+    p = psub.add_parser("show", parents=[common], help="the clinic's effective schedules")
+    p.add_argument("--clinic", required=True)
+    p.add_argument("--procedure")
+    p.set_defaults(fn=cmd_protocol_show)
+
+    p = sub.add_parser("enrollment", parents=[common], help="change or cancel an enrolment")
+    esub = p.add_subparsers(dest="enrollment_command", required=True)
+    p = esub.add_parser("update", parents=[common], help="new procedure time: reschedules")
+    p.add_argument("--patient", required=True)
+    p.add_argument("--procedure-at", required=True, help="ISO 8601")
+    p.set_defaults(fn=cmd_enrollment_change)
+    p = esub.add_parser("cancel", parents=[common], help="cancel: pending check-ins cancelled")
+    p.add_argument("--patient", required=True)
+    p.set_defaults(fn=cmd_enrollment_change)
 
     p = sub.add_parser("checkin", parents=[common], help="check-ins")
     csub = p.add_subparsers(dest="checkin_command", required=True)

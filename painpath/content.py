@@ -81,14 +81,16 @@ class Content:
             known = ", ".join(sorted(self.procedures))
             raise ValueError(f"unknown procedure {procedure_id!r}; known: {known}") from None
 
-    def plan(self, procedure_id: str, ask_baseline: bool) -> list[tuple[Checkpoint, list[str]]]:
-        """Every check-in of the default schedule with its ordered question ids.
+    def plan(self, procedure_id: str, ask_baseline: bool,
+             procedure: Procedure | None = None) -> list[tuple[Checkpoint, list[str]]]:
+        """Every check-in of the schedule (the clinic's `procedure` protocol, else the
+        default) with its ordered question ids.
 
         Red-flag screen first, then pain now and % relief (CLINICAL.md §5); the
         pre-procedure pain at the first check-in when enrolment did not record
         it; PEG-3 at most weekly from day 7; PGIC from day 14.
         """
-        proc = self.procedure(procedure_id)
+        proc = procedure or self.procedure(procedure_id)
         inst = self.instruments
         every = float(inst["peg"]["every_days"])
         last_peg: float | None = None
@@ -125,6 +127,42 @@ def _load_yaml(name: str) -> dict[str, Any]:
     return data
 
 
+def procedure_from_spec(pid: str, spec: dict[str, Any], where: str,
+                        questions: dict[str, Question] | None = None) -> Procedure:
+    """Build and check one procedure's schedule from its YAML mapping.
+
+    Raises:
+        ContentError: naming `where`, the procedure and what is wrong.
+    """
+    if not isinstance(spec, dict):
+        raise ContentError(f"{where}: {pid}: expected a mapping")
+    checkins = spec.get("checkins")
+    if not isinstance(checkins, list) or not checkins:
+        raise ContentError(f"{where}: {pid}: 'checkins' must be a non-empty list like [4h, 1d, 7d]")
+    checkpoints = []
+    for k in checkins:
+        try:
+            checkpoints.append(Checkpoint(key=str(k), offset=parse_offset(k)))
+        except ContentError as exc:
+            raise ContentError(f"{where}: {pid}: {exc}") from None
+    if [c.offset for c in checkpoints] != sorted(c.offset for c in checkpoints):
+        raise ContentError(f"{where}: {pid}: check-ins must be in time order")
+    if len({c.key for c in checkpoints}) != len(checkpoints):
+        raise ContentError(f"{where}: {pid}: a check-in offset is listed twice")
+    if any(c.offset.total_seconds() <= 0 or c.offset.days > 400 for c in checkpoints):
+        raise ContentError(f"{where}: {pid}: offsets must be after the procedure, within 400 days")
+    safety = []
+    for rule in spec.get("safety") or []:
+        if not isinstance(rule, dict) or "item" not in rule or \
+                set(rule) - {"item", "from_day", "until_day"}:
+            raise ContentError(f"{where}: {pid}: a safety rule is {{item, from_day?, until_day?}}")
+        if questions is not None and rule["item"] not in questions:
+            raise ContentError(f"{where}: {pid}: unknown safety question {rule['item']!r}")
+        safety.append(SafetyRule(**rule))
+    return Procedure(id=pid, label=str(spec.get("label") or pid), family=str(spec.get("family") or ""),
+                     checkpoints=tuple(checkpoints), safety=tuple(safety))
+
+
 def load_content() -> Content:
     """Load and check questions.yaml and procedures.yaml."""
     qdata = _load_yaml("questions.yaml")["items"]
@@ -151,13 +189,8 @@ def load_content() -> Content:
                   *instruments["peg"]["items"], instruments["pgic"]["item"]]
     procedures: dict[str, Procedure] = {}
     for pid, p in pdata["procedures"].items():
-        safety = tuple(SafetyRule(**rule) for rule in p.get("safety", []))
-        referenced.extend(rule.item for rule in safety)
-        checkpoints = tuple(Checkpoint(key=str(k), offset=parse_offset(k)) for k in p["checkins"])
-        if [c.offset for c in checkpoints] != sorted(c.offset for c in checkpoints):
-            raise ContentError(f"procedures.yaml: {pid}: check-ins must be in time order")
-        procedures[pid] = Procedure(id=pid, label=p["label"], family=p["family"],
-                                    checkpoints=checkpoints, safety=safety)
+        procedures[pid] = procedure_from_spec(pid, p, "procedures.yaml")
+        referenced.extend(rule.item for rule in procedures[pid].safety)
     unknown = sorted(set(referenced) - set(questions))
     if unknown:
         raise ContentError(f"procedures.yaml refers to unknown questions: {', '.join(unknown)}")

@@ -125,11 +125,9 @@ def enroll(session: Session, req: EnrollmentRequest) -> Patient:
     session.add(enrollment)
     session.add(Consent(patient_id=patient.id, kind="sms", event="opt_in", source="enrollment"))
     session.flush()
-    for checkpoint, items in content.plan(req.procedure, ask_baseline=req.baseline_pain is None):
-        session.add(CheckIn(enrollment_id=enrollment.id, patient_id=patient.id,
-                            key=checkpoint.key, day=checkpoint.day,
-                            due_at=due_time(procedure_at, checkpoint.offset, tz_name),
-                            items=items))
+    from painpath.protocols import schedule
+
+    schedule(session, enrollment)
     session.flush()
     logger.info("enrolled patient %s (%s) at clinic %s", patient.id, mask(phone), clinic.slug)
     return patient

@@ -82,6 +82,18 @@ class Clinic(Base):
     created_at = Column(UTCDateTime(), nullable=False, default=utcnow)
 
 
+class Protocol(Base):
+    """A clinic's own check-in schedule for one procedure (else the YAML default)."""
+
+    __tablename__ = "protocol"
+    __table_args__ = (UniqueConstraint("clinic_id", "procedure", name="uq_protocol_clinic_procedure"),)
+    id = Column(Integer, primary_key=True)
+    clinic_id = Column(Integer, ForeignKey("clinic.id"), nullable=False, index=True)
+    procedure = Column(String(64), nullable=False)
+    spec = Column(JSON, nullable=False)  # {checkins: [...], safety: [...]} as in procedures.yaml
+    updated_at = Column(UTCDateTime(), nullable=False, default=utcnow, onupdate=utcnow)
+
+
 class Clinician(Base):
     __tablename__ = "clinician"
     id = Column(Integer, primary_key=True)
