@@ -53,6 +53,24 @@ def cmd_enroll(args: argparse.Namespace) -> None:
     _emit(args, {"id": patient_id}, patient_id)
 
 
+def cmd_import_csv(args: argparse.Namespace) -> None:
+    from painpath.enrollment import EnrollmentError, import_csv
+
+    try:
+        text = open(args.file, encoding="utf-8-sig").read()
+    except OSError as exc:
+        raise CliError(f"cannot read {args.file}: {exc.strerror}") from None
+    try:
+        report = import_csv(text, args.clinic, new_session)
+    except EnrollmentError as exc:
+        raise CliError(str(exc)) from None
+    lines = [f"enrolled {len(report['enrolled'])}, errors {len(report['errors'])}"]
+    lines += [f"  row {e['row']}: {e['error']}" for e in report["errors"]]
+    _emit(args, report, "\n".join(lines))
+    if report["errors"]:
+        raise SystemExit(1)
+
+
 def cmd_clinician_add(args: argparse.Namespace) -> None:
     from painpath.enrollment import EnrollmentError, get_clinic
     from painpath.models import Clinician
@@ -303,6 +321,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--channel", choices=["sms", "web"], default="sms")
     p.add_argument("--baseline-pain", type=float, help="usual pain 0-10 before the procedure")
     p.set_defaults(fn=cmd_enroll)
+
+    p = sub.add_parser("import-csv", parents=[common],
+                       help="enrol patients from a CSV (phone, procedure, procedure_at, …)")
+    p.add_argument("file")
+    p.add_argument("--clinic", required=True)
+    p.set_defaults(fn=cmd_import_csv)
 
     p = sub.add_parser("clinician", parents=[common], help="manage clinicians")
     csub = p.add_subparsers(dest="clinician_command", required=True)

@@ -143,3 +143,44 @@ def ensure_clinic(session: Session, slug: str, name: str, phone: str | None = No
         session.add(clinic)
         session.flush()
     return clinic
+
+
+CSV_COLUMNS = ("phone", "procedure", "procedure_at", "timezone", "name", "channel", "baseline_pain")
+
+
+def import_csv(text: str, clinic_slug: str, session_factory) -> dict:  # type: ignore[no-untyped-def]
+    """Enrol one patient per CSV row, each row in its own transaction.
+
+    Columns: phone, procedure, procedure_at (required); timezone, name, channel,
+    baseline_pain (optional). Returns `{enrolled: [{row, id}], errors: [{row, error}]}`;
+    a bad row writes nothing and does not stop the others.
+    """
+    import csv
+    import io
+
+    reader = csv.DictReader(io.StringIO(text))
+    header = [h.strip().lower() for h in (reader.fieldnames or [])]
+    missing = [c for c in ("phone", "procedure", "procedure_at") if c not in header]
+    if missing:
+        raise EnrollmentError(f"CSV header lacks {', '.join(missing)}; columns: "
+                              + ", ".join(CSV_COLUMNS))
+    enrolled, errors = [], []
+    for number, raw in enumerate(reader, start=2):  # row 1 is the header
+        row = {(k or "").strip().lower(): (v or "").strip() for k, v in raw.items()}
+        try:
+            baseline = float(row["baseline_pain"]) if row.get("baseline_pain") else None
+        except ValueError:
+            errors.append({"row": number, "error": "baseline_pain must be a number 0-10"})
+            continue
+        req = EnrollmentRequest(clinic_slug=clinic_slug, phone=row.get("phone", ""),
+                                procedure=row.get("procedure", ""),
+                                procedure_at=row.get("procedure_at", ""),
+                                timezone=row.get("timezone") or None, name=row.get("name") or None,
+                                channel=row.get("channel") or "sms", baseline_pain=baseline)
+        try:
+            with session_factory() as session, session.begin():
+                patient_id = enroll(session, req).id
+            enrolled.append({"row": number, "id": patient_id})
+        except EnrollmentError as exc:
+            errors.append({"row": number, "error": str(exc)})
+    return {"enrolled": enrolled, "errors": errors}

@@ -106,3 +106,28 @@ def test_procedure_time_change_and_cancel(clinic: str, capsys) -> None:  # type:
     assert keys(patient_id, "scheduled") == []
     code, _, err = run(capsys, "enrollment", "cancel", "--patient", patient_id)
     assert code == 2 and "no active enrolment" in err
+
+
+def test_csv_import_reports_bad_rows_and_enrols_the_good_ones(clinic: str, tmp_path: Path,
+                                                              capsys) -> None:  # type: ignore[no-untyped-def]
+    from painpath.models import Patient
+
+    f = tmp_path / "patients.csv"
+    f.write_text(
+        "Phone,Procedure,Procedure_At,Timezone,Name,Baseline_Pain\n"
+        "(415) 555-0131,medial_branch_block,2026-11-24T08:00,America/Chicago,Ann One,7\n"
+        "555,medial_branch_block,2026-11-24T08:00,America/Chicago,Bad Phone,\n"
+        "+14155550133,knee_scope,2026-11-24T08:00,,Bad Procedure,\n"
+        "+14155550134,prp_injection,2026-11-24T08:00,,Bad Pain,eleven\n"
+        "+14155550135,prp_injection,2026-11-24T08:00Z,Europe/Paris,Eve Five,\n")
+    with pytest.raises(SystemExit) as exit_:
+        main(["import-csv", str(f), "--clinic", clinic, "--json"])
+    assert exit_.value.code == 1
+    report = json.loads(capsys.readouterr().out)
+    assert [e["row"] for e in report["enrolled"]] == [2, 6]
+    assert [e["row"] for e in report["errors"]] == [3, 4, 5]
+    assert "phone" in report["errors"][0]["error"]
+    assert "unknown procedure" in report["errors"][1]["error"]
+    with new_session() as session:
+        names = sorted(p.name for p in session.execute(select(Patient)).scalars())
+        assert names == ["Ann One", "Eve Five"]  # nothing half-written for the bad rows
