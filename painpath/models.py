@@ -153,6 +153,7 @@ class CheckIn(Base):
     status = Column(String(16), nullable=False, default="scheduled")
     items = Column(JSON, nullable=False)
     started_at = Column(UTCDateTime(), nullable=True)
+    reminder_sent_at = Column(UTCDateTime(), nullable=True)  # one nudge if no reply
     completed_at = Column(UTCDateTime(), nullable=True)
     enrollment = relationship("Enrollment", back_populates="checkins")
     answers = relationship("Answer", back_populates="checkin", order_by="Answer.id")

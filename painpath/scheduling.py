@@ -23,6 +23,7 @@ QUIET_END = time(8, 0)  # reminders only from 08:00 …
 QUIET_START = time(21, 0)  # … until 21:00, patient's local time (CLINICAL.md §6)
 CRITICAL_DAYS = 1.0  # check-ins in the first day are the early safety checks
 ANSWER_WINDOW = timedelta(hours=24)  # a started check-in not finished by then is missed
+REMIND_AFTER = timedelta(hours=4)  # one reminder when a started check-in gets no reply
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,52 @@ def start_due_checkins(now: datetime | None = None, starter=None) -> SweepResult
                                                       CheckIn.status == "starting")
                                 .values(status="scheduled"))
     return SweepResult(started=started, missed=missed, deferred=deferred)
+
+
+def send_reminders(now: datetime | None = None) -> list[int]:
+    """One reminder for each started check-in with no reply for REMIND_AFTER,
+    outside the patient's quiet hours and never after STOP. Returns check-in ids."""
+    from painpath.content import message
+    from painpath.messaging import deliver, record_outbound
+    from painpath.models import Answer, Message
+
+    now = now or utcnow()
+    sent, to_deliver = [], []
+    with new_session() as session, session.begin():
+        rows = session.execute(
+            select(CheckIn, Patient).join(Patient, CheckIn.patient_id == Patient.id)
+            .where(CheckIn.status.in_(("in_progress", "paused")),
+                   CheckIn.reminder_sent_at.is_(None),
+                   CheckIn.started_at <= now - REMIND_AFTER,
+                   CheckIn.started_at > now - ANSWER_WINDOW)
+        ).all()
+        for checkin, patient in rows:
+            last_reply = session.execute(
+                select(Message.created_at).where(Message.patient_id == patient.id,
+                                                 Message.direction == "in")
+                .order_by(Message.id.desc())).scalars().first()
+            last_answer = session.execute(
+                select(Answer.created_at).where(Answer.checkin_id == checkin.id)
+                .order_by(Answer.id.desc())).scalars().first()
+            latest = max([t for t in (last_reply, last_answer, checkin.started_at) if t])
+            if latest > now - REMIND_AFTER or in_quiet_hours(now, patient.timezone):
+                continue
+            if patient.channel == "sms" and patient.sms_opted_out:
+                continue
+            key = "checkin_reminder_paused" if checkin.status == "paused" else "checkin_reminder"
+            msg = record_outbound(session, to=patient.phone if patient.channel == "sms" else "web",
+                                  body=message(key), channel=patient.channel,
+                                  patient_id=patient.id,
+                                  idempotency_key=f"reminder:{checkin.id}")
+            checkin.reminder_sent_at = now
+            sent.append(checkin.id)
+            if msg is not None and patient.channel == "sms":
+                to_deliver.append(msg.id)
+            elif msg is not None:
+                msg.status = "delivered"  # the chat page shows it
+    for message_id in to_deliver:
+        deliver(message_id)
+    return sent
 
 
 def _mark_missed(session, checkin: CheckIn, now: datetime) -> None:  # type: ignore[no-untyped-def]

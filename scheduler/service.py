@@ -29,6 +29,11 @@ def sweep_due_checkins() -> None:
     from painpath.scheduling import start_due_checkins
 
     result = start_due_checkins()
+    from painpath.scheduling import send_reminders
+
+    reminded = send_reminders()
+    if reminded:
+        logger.info("sweep: reminded %d check-in(s)", len(reminded))
     if result.started or result.missed:
         logger.info("sweep: started %d, missed %d, deferred %d", len(result.started),
                     len(result.missed), len(result.deferred))

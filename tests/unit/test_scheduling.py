@@ -60,3 +60,32 @@ def test_a_failed_start_is_retried_next_sweep(clinic: str) -> None:
     assert start_due_checkins(now, starter=broken).started == []
     assert statuses(patient_id)["4d"] == "scheduled"
     assert len(start_due_checkins(now, starter=lambda _: None).started) == 1
+
+
+def test_one_reminder_after_four_quiet_hours_never_at_night(clinic: str) -> None:
+    from datetime import timedelta
+
+    from painpath.messaging import ConsoleGateway, set_gateway
+    from painpath.models import Message
+    from painpath.scheduling import send_reminders
+
+    set_gateway(ConsoleGateway())
+    patient_id = enrolled(clinic)
+    started = datetime(2026, 11, 24, 15, 0, tzinfo=timezone.utc)  # 09:00 in Chicago
+    with new_session() as session, session.begin():
+        checkin = session.execute(select(CheckIn).where(CheckIn.key == "4d")).scalar_one()
+        checkin.status, checkin.started_at = "in_progress", started
+    assert send_reminders(started + timedelta(hours=3)) == []
+    assert len(send_reminders(started + timedelta(hours=4, minutes=1))) == 1
+    assert send_reminders(started + timedelta(hours=6)) == []  # only one
+    with new_session() as session:
+        bodies = [m.body for m in session.execute(select(Message)).scalars()]
+    assert len(bodies) == 1 and "still open" in bodies[0]
+    # a paused one whose 4 hours end at night waits for the morning
+    with new_session() as session, session.begin():
+        checkin = session.execute(select(CheckIn).where(CheckIn.key == "7d")).scalar_one()
+        checkin.status, checkin.started_at = "paused", started + timedelta(hours=9)  # 18:00
+    night = started + timedelta(hours=13, minutes=30)  # 22:30 in Chicago
+    assert send_reminders(night) == []
+    morning = started + timedelta(hours=23, minutes=30)  # 08:30 next day
+    assert len(send_reminders(morning)) == 1
