@@ -66,7 +66,7 @@ def remaining_items(session: Session, checkin: CheckIn) -> list[str]:
 
 def begin(session: Session, checkin: CheckIn) -> tuple[str, list[str]]:
     """Mark `checkin` in progress. Returns (intro text, remaining items)."""
-    resuming = checkin.status in OPEN_STATUSES and checkin.started_at is not None
+    resuming = checkin.status in ("in_progress", "paused") and checkin.started_at is not None
     checkin.status = "in_progress"
     checkin.started_at = checkin.started_at or utcnow()
     items = remaining_items(session, checkin)

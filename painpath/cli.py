@@ -111,14 +111,14 @@ def cmd_clinician_add(args: argparse.Namespace) -> None:
 
 
 def _hours(text: str | None) -> tuple[str | None, str | None]:
-    """'08:00-18:00' → ('08:00', '18:00'); None → always on call."""
+    """'08:00-18:00' → ('08:00', '18:00'); None → (None, None)."""
     if not text:
         return None, None
     import re
 
     m = re.fullmatch(r"([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)", text.strip())
     if not m:
-        raise CliError("on-call hours must look like 08:00-18:00 (clinic time zone)")
+        raise CliError("hours must look like 08:00-18:00")
     return f"{m.group(1)}:{m.group(2)}", f"{m.group(3)}:{m.group(4)}"
 
 
@@ -139,9 +139,17 @@ def cmd_clinic_set(args: argparse.Namespace) -> None:
                 clinic.fallback_phone = normalize(args.fallback_phone) if args.fallback_phone else None
             if args.phone:
                 clinic.phone = normalize(args.phone)
+            if args.send_window:
+                clinic.send_from, clinic.send_until = _hours(args.send_window)
+            if args.daily_cap is not None:
+                if not 1 <= args.daily_cap <= 10:
+                    raise CliError("--daily-cap must be 1-10 contacts a day")
+                clinic.daily_contact_cap = args.daily_cap
             data = {"clinic": clinic.slug, "ack_minutes_emergency": clinic.ack_minutes_emergency,
                     "ack_minutes_urgent": clinic.ack_minutes_urgent,
-                    "fallback_phone": clinic.fallback_phone, "phone": clinic.phone}
+                    "fallback_phone": clinic.fallback_phone, "phone": clinic.phone,
+                    "send_window": f"{clinic.send_from}-{clinic.send_until}",
+                    "daily_cap": clinic.daily_contact_cap}
     except (EnrollmentError, InvalidPhone) as exc:
         raise CliError(str(exc)) from None
     _emit(args, data, json.dumps(data))
@@ -348,6 +356,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ack-minutes-urgent", type=int, help="re-page after (urgent)")
     p.add_argument("--fallback-phone", help="paged when primary and backup do not acknowledge")
     p.add_argument("--phone", help="the clinic's number patients are told to call")
+    p.add_argument("--send-window", help="unprompted messages only then, e.g. 08:00-21:00 "
+                                         "(patient's local time)")
+    p.add_argument("--daily-cap", type=int, help="unprompted contacts per patient per day")
     p.set_defaults(fn=cmd_clinic_set)
 
     p = sub.add_parser("protocol", parents=[common], help="clinic check-in schedules")

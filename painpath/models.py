@@ -79,6 +79,11 @@ class Clinic(Base):
     ack_minutes_emergency = Column(Integer, nullable=False, default=5)
     ack_minutes_urgent = Column(Integer, nullable=False, default=30)
     fallback_phone = Column(String(20), nullable=True)
+    # unprompted messages (check-in starts, reminders) only in this window of the
+    # patient's own day, and at most `daily_contact_cap` of them per local day
+    send_from = Column(String(5), nullable=False, default="08:00")
+    send_until = Column(String(5), nullable=False, default="21:00")
+    daily_contact_cap = Column(Integer, nullable=False, default=2)
     created_at = Column(UTCDateTime(), nullable=False, default=utcnow)
 
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from painpath.db import new_session
-from painpath.models import CheckIn, Enrollment, Patient, utcnow
+from painpath.models import CheckIn, Clinic, Enrollment, Patient, utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -33,10 +33,35 @@ class SweepResult:
     deferred: list[int]
 
 
-def in_quiet_hours(now: datetime, tz_name: str) -> bool:
-    """True when `now` is outside 08:00–21:00 in the patient's own time zone."""
+def _hhmm(text: str | None, default: time) -> time:
+    if not text:
+        return default
+    h, m = text.split(":")
+    return time(int(h), int(m))
+
+
+def in_quiet_hours(now: datetime, tz_name: str, clinic: Clinic | None = None) -> bool:
+    """True when `now` is outside the send window (default 08:00–21:00, the
+    clinic's own when given) in the patient's own time zone."""
+    start = _hhmm(clinic.send_from if clinic else None, QUIET_END)
+    end = _hhmm(clinic.send_until if clinic else None, QUIET_START)
     local = now.astimezone(ZoneInfo(tz_name)).time()
-    return not (QUIET_END <= local < QUIET_START)
+    inside = start <= local < end if start <= end else (local >= start or local < end)
+    return not inside
+
+
+def contacts_today(session, patient: Patient, now: datetime) -> int:  # type: ignore[no-untyped-def]
+    """Unprompted contacts (check-in starts, reminders) in the patient's local day."""
+    zone = ZoneInfo(patient.timezone)
+    local = now.astimezone(zone)
+    day_start = datetime.combine(local.date(), time(0, 0), tzinfo=zone).astimezone(timezone.utc)
+    started = session.execute(select(func.count()).select_from(CheckIn).where(
+        CheckIn.patient_id == patient.id, CheckIn.started_at >= day_start,
+        CheckIn.started_at <= now)).scalar_one()
+    reminded = session.execute(select(func.count()).select_from(CheckIn).where(
+        CheckIn.patient_id == patient.id, CheckIn.reminder_sent_at >= day_start,
+        CheckIn.reminder_sent_at <= now)).scalar_one()
+    return int(started) + int(reminded)
 
 
 def start_due_checkins(now: datetime | None = None, starter=None) -> SweepResult:  # type: ignore[no-untyped-def]
@@ -66,8 +91,9 @@ def start_due_checkins(now: datetime | None = None, starter=None) -> SweepResult
                 _mark_missed(session, checkin, now)
                 missed.append(checkin.id)
             elif patient.channel == "sms" and patient.sms_opted_out:
-                continue
-            elif in_quiet_hours(now, patient.timezone):
+                deferred.append(checkin.id)  # nothing is sent after STOP
+            elif in_quiet_hours(now, patient.timezone, patient.clinic) or \
+                    contacts_today(session, patient, now) >= patient.clinic.daily_contact_cap:
                 deferred.append(checkin.id)
         stale = session.execute(
             select(CheckIn).where(CheckIn.status.in_(("in_progress", "paused", "starting")),
@@ -84,7 +110,7 @@ def start_due_checkins(now: datetime | None = None, starter=None) -> SweepResult
         with new_session() as session, session.begin():
             claimed = session.execute(
                 update(CheckIn).where(CheckIn.id == checkin_id, CheckIn.status == "scheduled")
-                .values(status="starting")).rowcount
+                .values(status="starting", started_at=now)).rowcount
         if not claimed:
             continue
         try:
@@ -95,7 +121,7 @@ def start_due_checkins(now: datetime | None = None, starter=None) -> SweepResult
             with new_session() as session, session.begin():
                 session.execute(update(CheckIn).where(CheckIn.id == checkin_id,
                                                       CheckIn.status == "starting")
-                                .values(status="scheduled"))
+                                .values(status="scheduled", started_at=None))
     return SweepResult(started=started, missed=missed, deferred=deferred)
 
 
@@ -125,7 +151,9 @@ def send_reminders(now: datetime | None = None) -> list[int]:
                 select(Answer.created_at).where(Answer.checkin_id == checkin.id)
                 .order_by(Answer.id.desc())).scalars().first()
             latest = max([t for t in (last_reply, last_answer, checkin.started_at) if t])
-            if latest > now - REMIND_AFTER or in_quiet_hours(now, patient.timezone):
+            if latest > now - REMIND_AFTER or in_quiet_hours(now, patient.timezone, patient.clinic):
+                continue
+            if contacts_today(session, patient, now) >= patient.clinic.daily_contact_cap:
                 continue
             if patient.channel == "sms" and patient.sms_opted_out:
                 continue

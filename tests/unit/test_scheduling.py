@@ -89,3 +89,37 @@ def test_one_reminder_after_four_quiet_hours_never_at_night(clinic: str) -> None
     assert send_reminders(night) == []
     morning = started + timedelta(hours=23, minutes=30)  # 08:30 next day
     assert len(send_reminders(morning)) == 1
+
+
+def test_clinic_send_window_and_daily_cap(clinic: str) -> None:
+    from painpath.models import Clinic
+
+    patient_id = enrolled(clinic)
+    with new_session() as session, session.begin():
+        c = session.execute(select(Clinic)).scalar_one()
+        c.send_from, c.send_until, c.daily_contact_cap = "10:00", "18:00", 1
+    nine = datetime(2026, 11, 24, 15, 0, tzinfo=timezone.utc)  # 09:00 in Chicago
+    assert start_due_checkins(nine, starter=lambda _: None).started == []
+    ten = datetime(2026, 11, 24, 16, 0, tzinfo=timezone.utc)
+    assert len(start_due_checkins(ten, starter=lambda _: None).started) == 1
+    with new_session() as session, session.begin():  # the patient finished it
+        started = session.execute(select(CheckIn).where(CheckIn.status == "starting")).scalar_one()
+        started.status = "completed"
+        later = session.execute(select(CheckIn).where(CheckIn.key == "7d")).scalar_one()
+        later.due_at = ten  # another one due the same day
+    assert start_due_checkins(ten.replace(hour=20), starter=lambda _: None).started == []  # cap
+    next_day = datetime(2026, 11, 25, 16, 0, tzinfo=timezone.utc)
+    assert len(start_due_checkins(next_day, starter=lambda _: None).started) == 1
+    assert statuses(patient_id)["7d"] == "starting"
+
+
+def test_opted_out_patients_are_not_started(clinic: str) -> None:
+    from painpath.models import Patient
+
+    patient_id = enrolled(clinic)
+    with new_session() as session, session.begin():
+        session.get(Patient, patient_id).sms_opted_out = True
+    calls: list[str] = []
+    now = datetime(2026, 11, 24, 16, 0, tzinfo=timezone.utc)
+    assert start_due_checkins(now, starter=calls.append).started == []
+    assert calls == []
