@@ -24,6 +24,16 @@ QUIET_START = time(21, 0)  # … until 21:00, patient's local time (CLINICAL.md 
 CRITICAL_DAYS = 1.0  # check-ins in the first day are the early safety checks
 ANSWER_WINDOW = timedelta(hours=24)  # a started check-in not finished by then is missed
 REMIND_AFTER = timedelta(hours=4)  # one reminder when a started check-in gets no reply
+# a check-in still unsent this long after it fell due (scheduler down, quiet hours,
+# opted out) is no longer relevant: it is marked missed instead of sent late
+RELEVANT_FOR_DAYS = timedelta(hours=48)
+RELEVANT_FOR_HOURS = timedelta(hours=12)  # for the same-day (hour-offset) check-ins
+
+
+def still_relevant(checkin: CheckIn, now: datetime) -> bool:
+    """Whether an overdue check-in is still worth sending now."""
+    window = RELEVANT_FOR_HOURS if checkin.day < 1 else RELEVANT_FOR_DAYS
+    return now - checkin.due_at <= window
 
 
 @dataclass(frozen=True)
@@ -87,9 +97,11 @@ def start_due_checkins(now: datetime | None = None, starter=None) -> SweepResult
         for checkin, _patient in rows:
             latest[checkin.patient_id] = checkin.id
         for checkin, patient in rows:
-            if latest[checkin.patient_id] != checkin.id:
+            if latest[checkin.patient_id] != checkin.id or not still_relevant(checkin, now):
                 _mark_missed(session, checkin, now)
                 missed.append(checkin.id)
+                if latest[checkin.patient_id] == checkin.id:
+                    deferred.append(checkin.id)  # nothing to start for this patient now
             elif patient.channel == "sms" and patient.sms_opted_out:
                 deferred.append(checkin.id)  # nothing is sent after STOP
             elif in_quiet_hours(now, patient.timezone, patient.clinic) or \
