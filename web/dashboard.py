@@ -929,6 +929,13 @@ def dashboard_router(settings: Settings) -> APIRouter:
                                        status_code=403), auth)
         return auth, None
 
+    def admin_post(request: Request, csrf_token: str) -> tuple[Authed | None, Response | None]:
+        """`admin_only` for a form post: also refuses a missing or wrong CSRF token."""
+        auth, refused = admin_only(request)
+        if refused is None and auth is not None and not csrf_ok(auth, csrf_token):
+            refused = forbidden(request, auth)
+        return auth, refused
+
     def roster_page(request: Request, auth: Authed, form: dict[str, Any] | None = None,
                     saved: str | None = None, status_code: int = 200) -> Response:
         with new_session(db_url) as session:
@@ -993,12 +1000,10 @@ def dashboard_router(settings: Settings) -> APIRouter:
     def roster_on_call(request: Request, clinician_id: int, csrf_token: str = Form(""),
                        on_call_role: str = Form(""), on_call_start: str = Form(""),
                        on_call_end: str = Form("")) -> Response:
-        auth, refused = admin_only(request)
+        auth, refused = admin_post(request, csrf_token)
         if refused is not None:
             return refused
         assert auth is not None
-        if not csrf_ok(auth, csrf_token):
-            return forbidden(request, auth)
         role = on_call_role.strip()
         start, end, errors = on_call_errors(role, on_call_start, on_call_end)
         with new_session(db_url) as session, session.begin():
@@ -1033,12 +1038,10 @@ def dashboard_router(settings: Settings) -> APIRouter:
                    phone: str = Form(""), role: str = Form("nurse"),
                    on_call_role: str = Form(""), on_call_start: str = Form(""),
                    on_call_end: str = Form("")) -> Response:
-        auth, refused = admin_only(request)
+        auth, refused = admin_post(request, csrf_token)
         if refused is not None:
             return refused
         assert auth is not None
-        if not csrf_ok(auth, csrf_token):
-            return forbidden(request, auth)
         on_role = on_call_role.strip()
         start, end, errors = on_call_errors(on_role, on_call_start, on_call_end)
         clean_name = " ".join(name.split())
@@ -1080,12 +1083,10 @@ def dashboard_router(settings: Settings) -> APIRouter:
 
     def set_active(request: Request, clinician_id: int, csrf_token: str,
                    active: bool) -> Response:
-        auth, refused = admin_only(request)
+        auth, refused = admin_post(request, csrf_token)
         if refused is not None:
             return refused
         assert auth is not None
-        if not csrf_ok(auth, csrf_token):
-            return forbidden(request, auth)
         error = None
         with new_session(db_url) as session, session.begin():
             c = scoped_clinician(session, auth, clinician_id)
@@ -1119,12 +1120,10 @@ def dashboard_router(settings: Settings) -> APIRouter:
     def roster_settings(request: Request, csrf_token: str = Form(""),
                         ack_minutes_emergency: str = Form(""), ack_minutes_urgent: str = Form(""),
                         fallback_phone: str = Form("")) -> Response:
-        auth, refused = admin_only(request)
+        auth, refused = admin_post(request, csrf_token)
         if refused is not None:
             return refused
         assert auth is not None
-        if not csrf_ok(auth, csrf_token):
-            return forbidden(request, auth)
         errors: dict[str, str] = {}
         low, high = ACK_MINUTES_RANGE
         emergency = validate_ack_minutes(ack_minutes_emergency)
