@@ -298,7 +298,19 @@ def cmd_scheduler(args: argparse.Namespace) -> None:
     from scheduler.service import run_forever
 
     logging.getLogger().setLevel(logging.INFO)
-    run_forever()
+    run_forever(dispatch=args.dispatch, start_concurrency=args.start_concurrency)
+
+
+def cmd_dispatcher(args: argparse.Namespace) -> None:
+    from painpath.dispatch import drain, run_workers
+
+    logging.getLogger().setLevel(logging.INFO)
+    if args.once:
+        ids = drain()
+        _emit(args, {"sent": ids}, f"handled {len(ids)} message(s)")
+        return
+    run_workers(args.workers, concurrency=args.concurrency, lease_seconds=args.lease_seconds,
+                poll_seconds=args.poll_seconds)
 
 
 # --- parser ---------------------------------------------------------------------------------
@@ -314,7 +326,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_migrate)
 
     p = sub.add_parser("scheduler", parents=[common], help="run the scheduler in the foreground")
+    p.add_argument("--no-dispatch", dest="dispatch", action="store_false",
+                   help="don't send SMS in this process (`painpath dispatcher` workers do)")
+    p.add_argument("--start-concurrency", type=int, default=None,
+                   help="check-in starts in flight at once (default 8)")
     p.set_defaults(fn=cmd_scheduler)
+
+    p = sub.add_parser("dispatcher", parents=[common],
+                       help="send queued SMS: claim, send, record (several may run)")
+    p.add_argument("--workers", type=int, default=1, help="worker processes")
+    p.add_argument("--concurrency", type=int, default=16, help="sends in flight per worker")
+    p.add_argument("--lease-seconds", type=float, default=60.0,
+                   help="a claimed message is reclaimed when its sender is silent this long")
+    p.add_argument("--poll-seconds", type=float, default=0.2, help="idle wait between claims")
+    p.add_argument("--once", action="store_true",
+                   help="send what is claimable now, in this process, and exit")
+    p.set_defaults(fn=cmd_dispatcher)
 
     p = sub.add_parser("seed-demo", parents=[common], help="create the demo clinic and patient")
     p.set_defaults(fn=cmd_seed_demo)

@@ -8,6 +8,7 @@ that is set, e.g. a fake Twilio server on loopback in tests), else the console.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -38,10 +39,17 @@ class SendResult:
     status: str  # sent | queued | logged | failed
     error: str | None = None
     error_code: int | None = None
+    # the provider may have accepted it anyway (timeout, connection reset, 5xx): the
+    # next attempt looks it up before sending again (painpath/dispatch.py)
+    uncertain: bool = False
 
 
 class SmsGateway(Protocol):
-    """Hands one SMS to a carrier (or logs it). Blocking; call it off the event loop."""
+    """Hands one SMS to a carrier (or logs it). Blocking; call it off the event loop.
+
+    A gateway may also offer `find_sent(to, body, since) -> list[SendResult]`: the
+    provider's own record of messages with that recipient and body created since
+    `since` (the dispatcher uses it to avoid resending after a crash)."""
 
     def send(self, to: str, body: str) -> SendResult: ...
 
@@ -92,11 +100,20 @@ class TwilioGateway:
         except TwilioRestException as exc:
             logger.warning("Twilio refused SMS to %s: %s %s", mask(to), exc.status, exc.code)
             return SendResult(sid=None, status="failed", error=f"{exc.code}: {exc.msg}",
-                              error_code=exc.code)
+                              error_code=exc.code, uncertain=(exc.status or 0) >= 500)
         except (TwilioException, OSError) as exc:
             logger.warning("Twilio unreachable for SMS to %s: %s", mask(to), type(exc).__name__)
-            return SendResult(sid=None, status="failed", error=type(exc).__name__)
+            return SendResult(sid=None, status="failed", error=type(exc).__name__,
+                              uncertain=True)
         return SendResult(sid=msg.sid, status=msg.status or "queued")
+
+    def find_sent(self, to: str, body: str, since: datetime) -> list[SendResult]:
+        """Twilio's messages from our number to `to` with this body created since `since`."""
+        found = []
+        for m in self._client.messages.list(to=to, from_=self._from, limit=20):
+            if m.body == body and m.date_created is not None and m.date_created >= since:
+                found.append(SendResult(sid=m.sid, status=m.status or "queued"))
+        return found
 
 
 _gateway: SmsGateway | None = None
@@ -145,43 +162,44 @@ def record_outbound(session: Session, *, to: str, body: str, channel: str = "sms
 
 def deliver(message_id: int, gateway: SmsGateway | None = None,
             database_url: str | None = None) -> Message:
-    """Hand a queued message to the gateway and record the outcome. Blocking."""
-    gateway = gateway or get_gateway()
-    with new_session(database_url) as session, session.begin():
-        msg = session.get(Message, message_id)
-        to, body = msg.to, msg.body
-        msg.status = "sending"
-        msg.attempts += 1
-    result = gateway.send(to, body)
-    with new_session(database_url) as session, session.begin():
-        msg = session.get(Message, message_id)
-        msg.status = result.status
-        msg.provider_sid = result.sid
-        msg.error = result.error
-        msg.updated_at = utcnow()
-        retryable = result.status == "failed" and result.error_code != OPT_OUT_ERROR \
-            and msg.attempts < MAX_ATTEMPTS
-        msg.next_attempt_at = (utcnow() + timedelta(
-            seconds=BACKOFF_SECONDS[min(msg.attempts, len(BACKOFF_SECONDS)) - 1])
-            if retryable else None)
-        if result.error_code == OPT_OUT_ERROR and msg.patient_id:
-            from painpath.consent import record_opt_out
+    """Send one recorded message now, in this thread, and record the outcome.
 
-            record_opt_out(session, msg.patient_id, source="twilio:21610")
-    return msg
+    The row is claimed first (painpath/dispatch.py), so a dispatcher worker never
+    sends it at the same time; if someone else holds or has sent it, nothing is
+    sent here. Blocking."""
+    from painpath.dispatch import claim, deliver_claimed
+
+    gateway = gateway or get_gateway()
+    for claimed in claim(1, name=f"inline:{os.getpid()}", ids=[message_id],
+                         database_url=database_url):
+        deliver_claimed(claimed, gateway, database_url=database_url)
+    with new_session(database_url) as session:
+        return session.get(Message, message_id)
 
 
 def send_sms(to: str, body: str, *, patient_id: str | None = None,
              clinician_id: int | None = None, idempotency_key: str | None = None,
              gateway: SmsGateway | None = None, database_url: str | None = None) -> Message | None:
-    """Record then deliver one SMS. Returns None if the idempotency key was used."""
+    """Record one SMS already claimed by this caller, then send it now (conversation
+    replies, ACK confirmations). Returns None if the idempotency key was used."""
+    from painpath.dispatch import LEASE_SECONDS, Claimed, deliver_claimed, new_token
+
+    now = utcnow()
     with new_session(database_url) as session, session.begin():
         msg = record_outbound(session, to=to, body=body, patient_id=patient_id,
                               clinician_id=clinician_id, idempotency_key=idempotency_key)
         if msg is None:
             return None
-        message_id = msg.id
-    return deliver(message_id, gateway=gateway, database_url=database_url)
+        token = new_token(f"inline:{os.getpid()}")
+        msg.status, msg.claimed_by, msg.attempts = "sending", token, 1
+        msg.lease_until = now + timedelta(seconds=LEASE_SECONDS)
+        msg.unsure_since = now
+        session.flush()
+        claimed = Claimed(id=msg.id, to=msg.to, body=msg.body, patient_id=patient_id,
+                          attempts=1, token=token, claimed_at=now, unsure_since=None)
+    result = deliver_claimed(claimed, gateway or get_gateway(), database_url=database_url)
+    msg.status, msg.provider_sid, msg.error = result.status, result.sid, result.error
+    return msg
 
 
 # Twilio's statuses in the order a message moves through them; a late callback
@@ -211,16 +229,10 @@ def apply_status_callback(database_url: str | None, sid: str, status: str,
 
 def retry_due(now: datetime | None = None, gateway: SmsGateway | None = None,
               database_url: str | None = None) -> list[int]:
-    """Deliver again every failed or stuck-queued SMS whose retry time has come."""
-    now = now or utcnow()
-    with new_session(database_url) as session:
-        ids = session.execute(
-            select(Message.id).where(
-                Message.direction == "out", Message.channel == "sms",
-                ((Message.status == "failed") & (Message.next_attempt_at <= now))
-                | ((Message.status == "queued") & (Message.created_at <= now - timedelta(seconds=30))))
-            .order_by(Message.id).limit(500)
-        ).scalars().all()
-    for message_id in ids:
-        deliver(message_id, gateway=gateway, database_url=database_url)
-    return list(ids)
+    """Send again, in this thread, every failed SMS whose backoff has passed, every
+    one whose sender's lease expired, and every one left queued for 30 s (no
+    dispatcher picked it up). Claims first, so it never races a dispatcher."""
+    from painpath.dispatch import drain
+
+    return drain(database_url=database_url, gateway=gateway, now=now,
+                 queued_older_than=timedelta(seconds=30))

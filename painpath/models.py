@@ -189,12 +189,19 @@ class Message(Base):
     from_ = Column("from", String(64), nullable=True)
     body = Column(Text, nullable=False)
     # queued | sending | sent | delivered | failed | undelivered | received | logged
-    status = Column(String(16), nullable=False, default="queued")
+    status = Column(String(16), nullable=False, default="queued", index=True)
     provider_sid = Column(String(64), nullable=True, index=True)
     idempotency_key = Column(String(128), nullable=True, unique=True)
     error = Column(Text, nullable=True)
     attempts = Column(Integer, nullable=False, default=0)
     next_attempt_at = Column(UTCDateTime(), nullable=True, index=True)  # retry with backoff
+    # dispatch (painpath/dispatch.py): a sender claims a row as "sending" until
+    # `lease_until`; an expired lease is reclaimed. `unsure_since` is set while an
+    # attempt's outcome is unknown (crash mid-send, timeout): the next sender asks
+    # the provider whether that attempt went out before sending again.
+    lease_until = Column(UTCDateTime(), nullable=True)
+    claimed_by = Column(String(64), nullable=True)
+    unsure_since = Column(UTCDateTime(), nullable=True)
     created_at = Column(UTCDateTime(), nullable=False, default=utcnow)
     updated_at = Column(UTCDateTime(), nullable=False, default=utcnow, onupdate=utcnow)
 

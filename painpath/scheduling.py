@@ -3,13 +3,20 @@
 The database is the source of truth; `start_due_checkins` is idempotent and is
 run by the scheduler process (scheduler/service.py). A check-in is claimed with
 a conditional UPDATE before Rasa is asked to start it, so two sweeps (or a sweep
-after a crash) never start it twice.
+after a crash) never start it twice. Starts run a few at a time (Rasa serves many
+conversations at once); the scheduler records the bot's messages as queued SMS with
+an idempotency key per check-in, and dispatcher workers send them (painpath/dispatch.py).
 """
 from __future__ import annotations
 
+import json
 import logging
+import threading
+import time as clock
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta, timezone
+from typing import Any, Callable
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select, update
@@ -28,6 +35,10 @@ REMIND_AFTER = timedelta(hours=4)  # one reminder when a started check-in gets n
 # opted out) is no longer relevant: it is marked missed instead of sent late
 RELEVANT_FOR_DAYS = timedelta(hours=48)
 RELEVANT_FOR_HOURS = timedelta(hours=12)  # for the same-day (hour-offset) check-ins
+START_CONCURRENCY = 8  # check-in starts in flight at once (each is one Rasa request)
+# a check-in claimed ("starting") whose start never reached Rasa's action (scheduler
+# killed mid-start) goes back to "scheduled" after this long
+STARTING_TIMEOUT = timedelta(minutes=5)
 
 
 def still_relevant(checkin: CheckIn, now: datetime) -> bool:
@@ -74,18 +85,114 @@ def contacts_today(session, patient: Patient, now: datetime) -> int:  # type: ig
     return int(started) + int(reminded)
 
 
-def start_due_checkins(now: datetime | None = None, starter=None) -> SweepResult:  # type: ignore[no-untyped-def]
+def sms_text(bot_message: dict[str, Any]) -> str | None:
+    """The SMS text of one bot message, as the Twilio output channel words it."""
+    text = bot_message.get("text")
+    if not text:
+        return None
+    titles = " / ".join(b.get("title", "") for b in bot_message.get("buttons") or [])
+    return f"{text} ({titles})" if titles else text
+
+
+def start_checkin_queued(patient_id: str) -> dict[str, Any]:
+    """Start the patient's next check-in through Rasa (`EXTERNAL_start_checkin` via the
+    HTTP API, as `painpath checkin start` does) and record the bot's messages: SMS rows
+    queued for the dispatcher, web rows for the chat page.
+
+    Each row's idempotency key is the check-in id and the message's position, so a
+    start repeated after a crash never records (or sends) a message twice.
+
+    Raises:
+        LookupError: unknown patient, nothing to start, or SMS opted out.
+    """
+    from painpath.checkins import next_checkin
+    from painpath.messaging import record_outbound
+    from painpath.rasa_client import START_CHECKIN_INTENT, trigger_intent
+
+    with new_session() as session:
+        patient = session.get(Patient, patient_id)
+        if patient is None:
+            raise LookupError(f"no patient {patient_id!r}")
+        checkin = next_checkin(session, patient_id)
+        if checkin is None:
+            raise LookupError(f"patient {patient_id} has no check-in to start")
+        if patient.channel == "sms" and patient.sms_opted_out:
+            raise LookupError(f"patient {patient_id} has opted out of SMS (replied STOP)")
+        channel, checkin_id, phone = patient.channel, checkin.id, patient.phone
+    t0 = clock.perf_counter()
+    bot = trigger_intent(patient_id, START_CHECKIN_INTENT,
+                         entities={"checkin_id": str(checkin_id)})
+    t1 = clock.perf_counter()
+    texts = [t for t in (sms_text(m) for m in bot) if t]
+    queued = []
+    with new_session() as session, session.begin():
+        for i, text in enumerate(texts):
+            msg = record_outbound(session, to=phone if channel == "sms" else "web", body=text,
+                                  channel=channel, patient_id=patient_id,
+                                  idempotency_key=f"checkin-start:{checkin_id}:{i}")
+            if msg is None:
+                continue
+            if channel == "web":
+                msg.from_, msg.status = "bot", "delivered"  # the chat page shows it
+            else:
+                queued.append(msg.id)
+    t2 = clock.perf_counter()
+    logger.info("check-in %s started for patient %s by %s (%d message(s) queued)",
+                checkin_id, patient_id, channel, len(queued))
+    return {"patient_id": patient_id, "checkin_id": checkin_id, "channel": channel,
+            "queued": queued, "rasa_ms": (t1 - t0) * 1000, "record_ms": (t2 - t1) * 1000}
+
+
+class _SweepTimer:
+    """Where a sweep's time goes (logged as one `sweep stats {json}` line)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.phase: dict[str, float] = {}
+        self.rasa_ms: list[float] = []
+        self.record_ms: list[float] = []
+        self.starter_ms: list[float] = []
+
+    def add(self, name: str, seconds: float) -> None:
+        with self.lock:
+            self.phase[name] = self.phase.get(name, 0.0) + seconds * 1000
+
+    def summary(self, started: int) -> dict[str, Any]:
+        def pct(v: list[float], q: float) -> float | None:
+            s = sorted(v)
+            return round(s[min(len(s) - 1, int(q * len(s)))], 1) if s else None
+
+        own = self.phase.get("decide_ms", 0) + self.phase.get("claim_ms", 0) + sum(self.record_ms)
+        return {"started": started, **{k: round(v, 1) for k, v in self.phase.items()},
+                "rasa_ms_p50": pct(self.rasa_ms, 0.5), "rasa_ms_p95": pct(self.rasa_ms, 0.95),
+                "rasa_ms_total": round(sum(self.rasa_ms), 1),
+                "record_ms_total": round(sum(self.record_ms), 1),
+                "starter_ms_p50": pct(self.starter_ms, 0.5),
+                "starter_ms_p95": pct(self.starter_ms, 0.95),
+                "own_ms_per_checkin": round(own / started, 3) if started else None}
+
+
+def start_due_checkins(now: datetime | None = None, starter: Callable[[str], Any] | None = None,
+                       concurrency: int | None = None) -> SweepResult:
     """Start every check-in that is due now, outside quiet hours, exactly once.
 
     A check-in overtaken by a later one that is also due is marked missed
-    instead (only the most recent is still relevant).
+    instead (only the most recent is still relevant). Up to `concurrency` starts
+    are in flight at once, so one slow start does not hold up the others.
     """
-    from painpath.channels import start_checkin
-
     now = now or utcnow()
-    starter = starter or start_checkin
+    starter = starter or start_checkin_queued
+    concurrency = max(1, concurrency or START_CONCURRENCY)
+    timer = _SweepTimer()
+    t_decide = clock.perf_counter()
     started, missed, deferred = [], [], []
     with new_session() as session, session.begin():
+        session.execute(  # claimed by a sweep that died before Rasa started it
+            update(CheckIn).where(CheckIn.status == "starting",
+                                  CheckIn.started_at <= now - STARTING_TIMEOUT,
+                                  CheckIn.started_at > now - ANSWER_WINDOW)
+            .values(status="scheduled", started_at=None)
+            .execution_options(synchronize_session=False))
         rows = session.execute(
             select(CheckIn, Patient).join(Enrollment, CheckIn.enrollment_id == Enrollment.id)
             .join(Patient, CheckIn.patient_id == Patient.id)
@@ -116,25 +223,56 @@ def start_due_checkins(now: datetime | None = None, starter=None) -> SweepResult
             missed.append(checkin.id)
         busy = {p for (p,) in session.execute(
             select(CheckIn.patient_id).where(CheckIn.status.in_(("in_progress", "starting"))))}
-    for patient_id, checkin_id in latest.items():
-        if checkin_id in deferred or patient_id in busy:
-            continue
-        with new_session() as session, session.begin():
-            claimed = session.execute(
-                update(CheckIn).where(CheckIn.id == checkin_id, CheckIn.status == "scheduled")
-                .values(status="starting", started_at=now)).rowcount
-        if not claimed:
-            continue
+    deferred_ids = set(deferred)
+    todo = [(p, c) for p, c in latest.items() if c not in deferred_ids and p not in busy]
+    timer.add("decide_ms", clock.perf_counter() - t_decide)
+    started_lock = threading.Lock()
+    slots = threading.Semaphore(concurrency)
+
+    def run_one(patient_id: str, checkin_id: int) -> None:
+        t0 = clock.perf_counter()
         try:
-            starter(patient_id)
-            started.append(checkin_id)
+            info = starter(patient_id)
+            with started_lock:
+                started.append(checkin_id)
+            if isinstance(info, dict) and "rasa_ms" in info:
+                with timer.lock:
+                    timer.rasa_ms.append(info["rasa_ms"])
+                    timer.record_ms.append(info["record_ms"])
         except Exception:
             logger.exception("check-in %s could not be started; will retry", checkin_id)
             with new_session() as session, session.begin():
                 session.execute(update(CheckIn).where(CheckIn.id == checkin_id,
                                                       CheckIn.status == "starting")
                                 .values(status="scheduled", started_at=None))
-    return SweepResult(started=started, missed=missed, deferred=deferred)
+        finally:
+            with timer.lock:
+                timer.starter_ms.append((clock.perf_counter() - t0) * 1000)
+            slots.release()
+
+    # claim a chunk at a time (one transaction), just before its starts can run
+    chunk = concurrency * 2
+    with ThreadPoolExecutor(concurrency, thread_name_prefix="checkin-start") as pool:
+        for i in range(0, len(todo), chunk):
+            part = todo[i:i + chunk]
+            t0 = clock.perf_counter()
+            claimed = []
+            with new_session() as session, session.begin():
+                for patient_id, checkin_id in part:
+                    if session.execute(
+                            update(CheckIn).where(CheckIn.id == checkin_id,
+                                                  CheckIn.status == "scheduled")
+                            .values(status="starting", started_at=now)
+                            .execution_options(synchronize_session=False)).rowcount:
+                        claimed.append((patient_id, checkin_id))
+            timer.add("claim_ms", clock.perf_counter() - t0)
+            for patient_id, checkin_id in claimed:
+                slots.acquire()
+                pool.submit(run_one, patient_id, checkin_id)
+    timer.add("wall_ms", clock.perf_counter() - t_decide)
+    if started:
+        logger.info("sweep stats %s", json.dumps(timer.summary(len(started))))
+    return SweepResult(started=sorted(started), missed=missed, deferred=deferred)
 
 
 def send_reminders(now: datetime | None = None) -> list[int]:

@@ -1,8 +1,10 @@
 """A fake Twilio REST server on 127.0.0.1 for tests and benchmarks.
 
 The real `twilio` client talks to it through `TWILIO_API_BASE`. It implements
-Messages.json create (form-encoded, basic auth), records what it received and
-when, and can be told to fail some requests like Twilio does.
+Messages.json create (form-encoded, basic auth) and list (GET, filtered by To and
+From, newest first, as the dispatcher's crash reconciliation reads it), records what
+it received and when, and can be told to fail some requests like Twilio does or to
+answer slowly (`latency`, `slow_numbers`, `latency_fn`).
 """
 from __future__ import annotations
 
@@ -12,9 +14,11 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 from twilio.request_validator import RequestValidator
 
@@ -27,6 +31,7 @@ class SentSms:
     body: str
     received_at: float  # time.monotonic() when the fake got the request
     status_callback: str | None = None
+    created_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
 
 
 @dataclass
@@ -37,11 +42,18 @@ class FakeTwilio:
     fail_rate: float = 0.0
     opted_out: set[str] = field(default_factory=set)
     messages: list[SentSms] = field(default_factory=list)
+    latency: float = 0.0  # seconds every create waits before answering
+    slow_numbers: dict[str, float] = field(default_factory=dict)  # To → extra seconds
+    latency_fn: Callable[[str], float] | None = None  # To → extra seconds (e.g. random)
+    fail_numbers: set[str] = field(default_factory=set)  # To → always 500
+    drop_after_accept: int = 0  # accept the next N, then drop the connection (no reply)
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
         self._server: ThreadingHTTPServer | None = None
+        self._by_to: dict[str, list[SentSms]] = {}
+        self.list_requests = 0
 
     # --- server -----------------------------------------------------------------------------
     def start(self) -> "FakeTwilio":
@@ -59,16 +71,38 @@ class FakeTwilio:
                 self.end_headers()
                 self.wfile.write(data)
 
+            def do_GET(self) -> None:  # noqa: N802
+                parts = urlsplit(self.path)
+                if not parts.path.endswith("/Messages.json") or fake.account_sid not in parts.path:
+                    self._reply(404, {"code": 20404, "message": "not found", "status": 404})
+                    return
+                query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+                size = int(query.get("PageSize", "50"))
+                with fake._lock:
+                    fake.list_requests += 1
+                    pool = fake._by_to.get(query["To"], []) if "To" in query else fake.messages
+                    found = [m for m in reversed(pool)
+                             if "From" not in query or m.from_ == query["From"]][:size]
+                self._reply(200, {"messages": [fake._resource(m) for m in found],
+                                  "next_page_uri": None, "previous_page_uri": None,
+                                  "first_page_uri": parts.path, "uri": self.path,
+                                  "page": 0, "page_size": size, "start": 0,
+                                  "end": max(0, len(found) - 1)})
+
             def do_POST(self) -> None:  # noqa: N802
                 length = int(self.headers.get("Content-Length") or 0)
                 form = {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
                 if not self.path.endswith("/Messages.json") or fake.account_sid not in self.path:
                     self._reply(404, {"code": 20404, "message": "not found", "status": 404})
                     return
-                if fake.fail_rate and random.random() < fake.fail_rate:
+                to = form.get("To", "")
+                delay = fake.latency + fake.slow_numbers.get(to, 0.0) + (
+                    fake.latency_fn(to) if fake.latency_fn else 0.0)
+                if delay > 0:
+                    time.sleep(delay)
+                if (fake.fail_rate and random.random() < fake.fail_rate) or to in fake.fail_numbers:
                     self._reply(500, {"code": 20500, "message": "internal error", "status": 500})
                     return
-                to = form.get("To", "")
                 if to in fake.opted_out:
                     self._reply(400, {"code": 21610, "status": 400,
                                       "message": "Attempt to send to unsubscribed recipient"})
@@ -78,12 +112,20 @@ class FakeTwilio:
                               status_callback=form.get("StatusCallback"))
                 with fake._cond:
                     fake.messages.append(sms)
+                    fake._by_to.setdefault(sms.to, []).append(sms)
                     fake._cond.notify_all()
-                self._reply(201, {"sid": sms.sid, "status": "queued", "to": sms.to,
-                                  "from": sms.from_, "body": sms.body,
-                                  "account_sid": fake.account_sid})
+                    drop = fake.drop_after_accept > 0
+                    if drop:
+                        fake.drop_after_accept -= 1
+                if drop:  # accepted, but the sender never hears back (e.g. it crashed)
+                    self.close_connection = True
+                    return
+                self._reply(201, fake._resource(sms))
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(ThreadingHTTPServer):
+            request_queue_size = 256  # many senders at once (the default backlog is 5)
+
+        self._server = Server(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
@@ -92,6 +134,11 @@ class FakeTwilio:
         if self._server:
             self._server.shutdown()
             self._server.server_close()
+
+    def _resource(self, sms: SentSms) -> dict:  # type: ignore[type-arg]
+        return {"sid": sms.sid, "status": "queued", "to": sms.to, "from": sms.from_,
+                "body": sms.body, "account_sid": self.account_sid,
+                "date_created": format_datetime(sms.created_at)}
 
     @property
     def url(self) -> str:
