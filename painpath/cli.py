@@ -237,6 +237,41 @@ def cmd_patient_show(args: argparse.Namespace) -> None:
     _emit(args, data, "\n".join(lines))
 
 
+def cmd_patient_export(args: argparse.Namespace) -> None:
+    from painpath.privacy import PatientNotFound, export_patient
+
+    try:
+        data = export_patient(args.id, via="cli")
+    except PatientNotFound:
+        raise CliError(f"no patient {args.id!r}") from None
+    text = json.dumps(data, ensure_ascii=False, indent=2)
+    if not args.out:
+        print(text)
+        return
+    try:  # a new file (never overwrite one), readable by its owner only
+        fd = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text + "\n")
+    except OSError as exc:
+        raise CliError(f"cannot write {args.out}: {exc.strerror}") from None
+    rows = sum(data["row_counts"].values())
+    _emit(args, {"id": args.id, "out": args.out, "rows": rows},
+          f"exported patient {args.id} ({rows} rows) to {args.out}")
+
+
+def cmd_patient_delete(args: argparse.Namespace) -> None:
+    from painpath.privacy import PatientNotFound, configured_tracker_url, delete_patient
+
+    if not args.yes:
+        raise CliError("this deletes the patient's data for good: add --yes to confirm")
+    try:
+        result = delete_patient(args.id, via="cli", tracker_url=configured_tracker_url())
+    except PatientNotFound:
+        raise CliError(f"no patient {args.id!r}") from None
+    _emit(args, result.as_json(), f"patient {args.id}: {result.summary()} "
+                                  f"(audit entry {result.audit_id})")
+
+
 def cmd_chat_link(args: argparse.Namespace) -> None:
     from painpath.weblink import chat_url
 
@@ -420,6 +455,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = psub.add_parser("show", parents=[common], help="show a patient's record")
     p.add_argument("id")
     p.set_defaults(fn=cmd_patient_show)
+    p = psub.add_parser("export", parents=[common],
+                        help="everything held about a patient, as JSON (audited)")
+    p.add_argument("id")
+    p.add_argument("--out", help="write to this new file (mode 600) instead of stdout")
+    p.set_defaults(fn=cmd_patient_export)
+    p = psub.add_parser("delete", parents=[common],
+                        help="delete a patient's data and Rasa conversation (audited)")
+    p.add_argument("id")
+    p.add_argument("--yes", action="store_true", help="confirm the deletion")
+    p.set_defaults(fn=cmd_patient_delete)
 
     p = sub.add_parser("chat-link", parents=[common], help="a signed web-chat link for a patient")
     p.add_argument("--patient", required=True)

@@ -34,6 +34,9 @@ class Settings:
     emergency_number: str
     crisis_line: str
     run_scheduler: bool = False
+    # Rasa's endpoints file (its tracker store is where a deleted patient's
+    # conversation is removed); relative paths are read from the repository root
+    rasa_endpoints: str = "bot/endpoints.yml"
 
     @property
     def twilio_configured(self) -> bool:
@@ -88,6 +91,7 @@ def load_settings() -> Settings:
         emergency_number=_env("EMERGENCY_NUMBER", "911"),
         crisis_line=_env("CRISIS_LINE", "988"),
         run_scheduler=_env("PAINPATH_SCHEDULER", "0").lower() in ("1", "true", "yes"),
+        rasa_endpoints=_env("RASA_ENDPOINTS", "bot/endpoints.yml"),
     )
 
 

@@ -29,11 +29,13 @@ from sqlalchemy import and_, or_, select
 from starlette.concurrency import run_in_threadpool
 
 from painpath.db import new_session
+from painpath.inbound import clean_text
 from painpath.models import Clinic, Enrollment, Message, Patient
 from painpath.settings import Settings, get_settings
 from painpath.webhook_auth import HEADER, sign_body
 from painpath.weblink import InvalidChatLink, verify_chat_token
 from web.dashboard import dashboard_router
+from web.limits import BodySizeLimit
 from web.twilio_status import status_router
 
 logger = logging.getLogger(__name__)
@@ -43,6 +45,7 @@ TEMPLATES_DIR = HERE / "templates"
 STATIC_DIR = HERE / "static"
 
 MAX_MESSAGE_CHARS = 2000
+MAX_MESSAGE_ID = 2**62  # `after` beyond any id (and within a 64-bit column)
 RASA_TIMEOUT_SECONDS = 30.0
 
 # The chat link is a credential: keep it out of other sites' Referer headers,
@@ -258,7 +261,7 @@ def _chat_router(settings: Settings, templates: Jinja2Templates) -> APIRouter:
             patient, _clinic = await resolve(token)
         except InvalidChatLink as exc:
             return link_error_json(exc)
-        text = payload.text.strip()
+        text = clean_text(payload.text).strip()  # no NUL, no lone surrogates
         if not text:
             return JSONResponse({"error": "Please type a message first."}, status_code=422,
                                 headers=CHAT_SECURITY_HEADERS)
@@ -294,7 +297,8 @@ def _chat_router(settings: Settings, templates: Jinja2Templates) -> APIRouter:
             patient, _clinic = await resolve(token)
         except InvalidChatLink as exc:
             return link_error_json(exc)
-        messages = await run_in_threadpool(_patient_messages, db_url, patient, max(after, 0))
+        after = min(max(after, 0), MAX_MESSAGE_ID)
+        messages = await run_in_threadpool(_patient_messages, db_url, patient, after)
         return JSONResponse({"messages": messages}, headers=CHAT_SECURITY_HEADERS)
 
     return router
@@ -330,6 +334,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
     app.state.templates = templates
     _install_access_log_redaction()
+    app.add_middleware(BodySizeLimit)  # 413 before any route reads an oversized body
 
     @app.get("/healthz")
     def healthz() -> dict[str, bool]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import logging
 import re
 import secrets
@@ -64,6 +65,7 @@ from painpath.models import (
     utcnow,
 )
 from painpath.phone import InvalidPhone, normalize
+from painpath.privacy import PatientNotFound, delete_patient, export_patient, tracker_store_url
 from painpath.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -133,17 +135,35 @@ class LoginThrottle:
     """Counts failed sign-ins per username and per client address (in this process).
 
     After `limit` failures within `window` the key is locked for `lock_for`; the
-    lock applies whether or not the username exists, so it reveals nothing.
+    lock applies whether or not the username exists, so it reveals nothing. The
+    per-address limit stops one client from spraying many usernames (each below
+    its own limit); a locked request is refused before any password is hashed.
+    At most `max_keys` keys are tracked: stale ones are pruned first, so a flood
+    of made-up usernames cannot grow the process without bound.
     """
 
     def __init__(self, limit: int = 10, ip_limit: int = 30,
                  window: timedelta = timedelta(minutes=15),
-                 lock_for: timedelta = timedelta(minutes=5)) -> None:
+                 lock_for: timedelta = timedelta(minutes=5),
+                 max_keys: int = 50_000) -> None:
         self.limit, self.ip_limit = limit, ip_limit
         self.window, self.lock_for = window.total_seconds(), lock_for.total_seconds()
+        self.max_keys = max_keys
         self._fails: dict[str, list[float]] = {}
         self._locked: dict[str, float] = {}
         self._lock = threading.Lock()
+
+    def _prune(self, now: float) -> None:
+        """Forget expired locks and failures outside the window; if that is not
+        enough, the oldest username keys (address keys are kept)."""
+        self._locked = {k: t for k, t in self._locked.items() if t > now}
+        self._fails = {k: f for k, f in self._fails.items()
+                       if f and now - f[-1] < self.window}
+        excess = len(self._fails) - self.max_keys // 2
+        if excess > 0:
+            oldest = sorted((f[-1], k) for k, f in self._fails.items() if k.startswith("u:"))
+            for _, key in oldest[:excess]:
+                del self._fails[key]
 
     def _keys(self, username: str, ip: str) -> list[tuple[str, int]]:
         return [("u:" + username.strip().lower(), self.limit), ("ip:" + ip, self.ip_limit)]
@@ -163,6 +183,13 @@ class LoginThrottle:
                     self._locked[key] = now + self.lock_for
                     fails = []
                 self._fails[key] = fails
+            if len(self._fails) + len(self._locked) > self.max_keys:
+                self._prune(now)
+
+    def tracked(self) -> int:
+        """How many keys are held (for tests and monitoring)."""
+        with self._lock:
+            return len(self._fails) + len(self._locked)
 
     def succeeded(self, username: str) -> None:
         with self._lock:
@@ -913,6 +940,66 @@ def dashboard_router(settings: Settings) -> APIRouter:
     @router.get("/patients/{patient_id}", response_class=HTMLResponse)
     def patient(request: Request, patient_id: str) -> Response:
         return patient_page(request, patient_id)
+
+    # ------------------------------------ patient data: export, delete (admins)
+
+    def privacy_post(request: Request, csrf_token: str) -> tuple[Authed | None, Response | None]:
+        """The signed-in clinic admin posting this page's CSRF token, or the refusal."""
+        auth = authenticate(request)
+        if auth is None:
+            return None, to_login(request)
+        if auth.role != "admin":
+            return auth, finish(render(request, "dashboard/error.html",
+                                       {"auth": auth, "title": "Clinic admins only",
+                                        "message": "Only a clinic admin can export or delete "
+                                                   "a patient's data."},
+                                       status_code=403), auth)
+        if not csrf_ok(auth, csrf_token):
+            return auth, forbidden(request, auth)
+        return auth, None
+
+    @router.post("/patients/{patient_id}/export")
+    def patient_export(request: Request, patient_id: str,
+                       csrf_token: str = Form("")) -> Response:
+        auth, refused = privacy_post(request, csrf_token)
+        if refused is not None:
+            return refused
+        assert auth is not None
+        try:
+            data = export_patient(patient_id, clinic_id=auth.clinic_id,
+                                  clinician_id=auth.clinician_id, via="dashboard",
+                                  database_url=db_url)
+        except PatientNotFound:
+            return not_found(request, auth)
+        name = f"painpath-patient-{data['patient_id']}.json"
+        return finish(Response(json.dumps(data, ensure_ascii=False, indent=2),
+                               media_type="application/json",
+                               headers={"Content-Disposition": f'attachment; filename="{name}"'}),
+                      auth)
+
+    @router.post("/patients/{patient_id}/delete")
+    def patient_delete(request: Request, patient_id: str, csrf_token: str = Form(""),
+                       confirm: str = Form("")) -> Response:
+        auth, refused = privacy_post(request, csrf_token)
+        if refused is not None:
+            return refused
+        assert auth is not None
+        if confirm.strip() != patient_id:
+            with new_session(db_url) as session:
+                if _scoped_patient(session, auth.clinic_id, patient_id) is None:
+                    return not_found(request, auth)
+            return patient_page(request, patient_id, status_code=422,
+                                error="Nothing was deleted: type the patient ID exactly as "
+                                      "shown to confirm the deletion.")
+        try:
+            deletion = delete_patient(patient_id, clinic_id=auth.clinic_id,
+                                      clinician_id=auth.clinician_id, via="dashboard",
+                                      database_url=db_url,
+                                      tracker_url=tracker_store_url(settings.rasa_endpoints))
+        except PatientNotFound:
+            return not_found(request, auth)
+        return finish(render(request, "dashboard/patient_deleted.html",
+                             {"auth": auth, "deletion": deletion}), auth)
 
     # ----------------------------------------------------------- admin: roster
 

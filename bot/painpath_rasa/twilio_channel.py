@@ -1,7 +1,10 @@
 """PainPath's Twilio SMS input channel for Rasa (credentials.yml names this class).
 
 Unlike Rasa's own Twilio channel it validates `X-Twilio-Signature` (403 and
-nothing processed otherwise), maps the phone number to the patient id (the
+nothing processed otherwise), refuses bodies over 64 KB without buffering them
+(413), bad UTF-8 (400) and a signed request without a well-formed MessageSid
+(400), processes a MessageSid only once (a replayed signed request is answered
+and ignored), maps the phone number to the patient id (the
 conversation id), honours STOP/START/HELP before anything else, records every
 message, and sends replies with the real `twilio` client off the event loop.
 """
@@ -15,15 +18,40 @@ from rasa.core.channels.channel import InputChannel, OutputChannel, UserMessage
 from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
+from sqlalchemy.exc import IntegrityError
 from twilio.request_validator import RequestValidator
 
 from painpath import sms
+from painpath.inbound import (
+    SMS_MAX_CHARS,
+    clean_text,
+    inbound_already_received,
+    parse_form,
+    valid_message_sid,
+)
+from painpath.phone import InvalidPhone, normalize
 from painpath.settings import get_settings
 
 logger = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 64 * 1024
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
+
+
+async def _read_capped(request: Request) -> bytes | None:
+    """The request body, or None as soon as it is known to exceed MAX_BODY_BYTES
+    (the route streams, so an oversized body is never buffered whole)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        return None
+    body = bytearray()
+    while True:
+        chunk = await request.stream.read()
+        if chunk is None:
+            return bytes(body)
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            return None
 
 
 class PainPathSmsOutput(OutputChannel):
@@ -62,12 +90,21 @@ class TwilioInput(InputChannel):
         async def health(_: Request) -> HTTPResponse:
             return response.json({"status": "ok"})
 
-        @hook.route("/webhook", methods=["POST"])
+        @hook.route("/webhook", methods=["POST"], stream=True)
         async def message(request: Request) -> HTTPResponse:
-            if len(request.body or b"") > MAX_BODY_BYTES:
+            body = await _read_capped(request)
+            if body is None:
+                logger.warning("refused inbound SMS webhook: body over %d bytes", MAX_BODY_BYTES)
                 return response.text("payload too large", status=413)
+            content_type = (request.headers.get("content-type") or "").split(";")[0].strip()
+            if content_type.lower() != "application/x-www-form-urlencoded":
+                return response.text("unsupported media type", status=415)
+            try:
+                form = parse_form(body)
+            except ValueError:
+                logger.warning("refused inbound SMS webhook: form is not valid UTF-8")
+                return response.text("bad request", status=400)
             settings = get_settings()
-            form = {k: request.form.get(k) for k in request.form.keys()}
             signature = request.headers.get("X-Twilio-Signature", "")
             url = settings.public_base_url + "/webhooks/twilio/webhook"
             token = settings.twilio_auth_token
@@ -75,18 +112,37 @@ class TwilioInput(InputChannel):
                     url, form, signature):
                 logger.warning("rejected inbound SMS webhook: bad or missing signature")
                 return response.text("forbidden", status=403)
+            sid = form.get("MessageSid")
+            if not valid_message_sid(sid):
+                # replay protection keys on the SID: a message without one is refused
+                logger.warning("refused signed inbound SMS webhook: missing or malformed MessageSid")
+                return response.text("bad request", status=400)
             sender, text = form.get("From"), form.get("Body")
             if not sender or text is None:
                 return response.text(EMPTY_TWIML, content_type="text/xml")
+            try:
+                sender = normalize(sender)
+            except InvalidPhone:
+                logger.info("inbound SMS %s from a sender that is not a phone number ignored", sid)
+                return response.text(EMPTY_TWIML, content_type="text/xml")
+            text = clean_text(text, SMS_MAX_CHARS)
             loop = asyncio.get_running_loop()
-            routed = await loop.run_in_executor(
-                None, sms.route_inbound, sender, text, form.get("MessageSid"))
+            if await loop.run_in_executor(None, inbound_already_received, sid):
+                logger.info("replayed inbound SMS %s ignored", sid)
+                return response.text(EMPTY_TWIML, content_type="text/xml")
+            try:
+                routed = await loop.run_in_executor(None, sms.route_inbound, sender, text, sid)
+            except IntegrityError:
+                # the same SID twice at once: the other request recorded (and handles) it
+                if await loop.run_in_executor(None, inbound_already_received, sid):
+                    logger.info("concurrent replay of inbound SMS %s ignored", sid)
+                    return response.text(EMPTY_TWIML, content_type="text/xml")
+                raise
             if routed.patient_id is not None and routed.forward_text is not None:
                 await on_new_message(UserMessage(
                     routed.forward_text, self.get_output_channel(), routed.patient_id,
                     input_channel=self.name(),
-                    metadata={"message_sid": form.get("MessageSid"),
-                              "procedure": routed.procedure},
+                    metadata={"message_sid": sid, "procedure": routed.procedure},
                 ))
             return response.text(EMPTY_TWIML, content_type="text/xml")
 

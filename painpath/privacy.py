@@ -1,0 +1,333 @@
+"""A patient's data on request: export it (JSON) and delete it, each audited.
+
+Which rows are a patient's is read from the database schema itself, so a table
+added by a later migration is covered without a change here: a table holds
+patient data when it has a ``patient_id`` column, or a foreign key to a table
+that does (an answer through its check-in, an escalation event through its
+escalation), transitively; ``patient`` itself is the root. Tables listed in
+:data:`RETAINED` are exported but not deleted: the audit log records who saw or
+changed a record and is kept by law after the record is gone (it holds the
+patient id, a random token, and no health information). Messages recorded before
+the number was matched to a patient (``patient_id`` empty) count as the
+patient's when they were to or from the patient's number and no other patient
+has that number.
+
+The patient's Rasa conversation (the tracker, keyed by the patient id) is deleted
+too when the tracker store is SQL and its location is known (``RASA_ENDPOINTS``,
+default ``bot/endpoints.yml``). Rasa 3.6 has no API to delete a conversation, so
+this deletes the tracker's rows in its ``events`` table; for any other tracker
+store the audit entry says that the conversation was not reached.
+
+Every export and every deletion writes one :class:`~painpath.models.AuditLog`
+row (``export_patient`` / ``delete_patient``) naming the clinician (None from
+the CLI), the channel and counts of rows — never a name, number or message.
+"""
+from __future__ import annotations
+
+import base64
+import logging
+import os
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import yaml
+from sqlalchemy import MetaData, Table, and_, create_engine, delete, func, or_, select
+from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
+
+from painpath.db import new_session
+from painpath.models import AuditLog, Patient, utcnow
+
+logger = logging.getLogger(__name__)
+
+EXPORT_FORMAT = "painpath.patient-export/1"
+ROOT_TABLE = "patient"
+PATIENT_COLUMN = "patient_id"
+# exported, never deleted (see the module docstring)
+RETAINED = frozenset({"audit_log"})
+# never patient data, whatever their columns say
+IGNORED = frozenset({"alembic_version", "apscheduler_jobs", "events"})
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_ENDPOINTS = REPO_ROOT / "bot" / "endpoints.yml"
+TRACKER_TABLE = "events"
+
+
+class PatientNotFound(LookupError):
+    """No such patient (or not in the given clinic)."""
+
+
+@dataclass
+class Deletion:
+    """What one deletion removed (counts only: this is what the audit log keeps)."""
+
+    patient_id: str
+    rows: dict[str, int] = field(default_factory=dict)
+    tracker_events: int | None = None  # None: the conversation was not reached
+    tracker_note: str = ""
+    audit_id: int | None = None
+
+    @property
+    def total(self) -> int:
+        return sum(self.rows.values())
+
+    def summary(self) -> str:
+        """'answer 4, checkin 3, …; rasa conversation: 27 events deleted' (no PHI)."""
+        parts = ", ".join(f"{t} {n}" for t, n in sorted(self.rows.items()) if n)
+        return f"deleted {self.total} rows ({parts or 'none'}); rasa conversation: " \
+               f"{self.tracker_note}"
+
+    def as_json(self) -> dict[str, Any]:
+        return {"patient_id": self.patient_id, "deleted_rows": dict(sorted(self.rows.items())),
+                "total_rows": self.total, "rasa_tracker_events_deleted": self.tracker_events,
+                "rasa_conversation": self.tracker_note, "audit_id": self.audit_id}
+
+
+# --------------------------------------------------------------------------- #
+# Which rows are the patient's
+# --------------------------------------------------------------------------- #
+
+
+@dataclass(frozen=True)
+class PatientTable:
+    table: Table
+    where: ColumnElement  # selects this patient's rows
+
+    @property
+    def name(self) -> str:
+        return self.table.name
+
+
+def patient_tables(conn: Connection, patient: Patient) -> list[PatientTable]:
+    """Every table holding `patient`'s rows, parents before children, with the
+    condition that selects them (schema reflected from the live database)."""
+    meta = MetaData()
+    meta.reflect(bind=conn)
+    owned: dict[str, PatientTable] = {}
+    for table in meta.sorted_tables:  # referenced tables come first
+        if table.name in IGNORED:
+            continue
+        conditions: list[ColumnElement] = []
+        if table.name == ROOT_TABLE:
+            conditions.append(table.c.id == patient.id)
+        elif PATIENT_COLUMN in table.c:
+            conditions.append(table.c[PATIENT_COLUMN] == patient.id)
+            extra = _unlinked_rows(conn, table, patient)
+            if extra is not None:
+                conditions.append(extra)
+        for fk in table.foreign_keys:
+            parent = owned.get(fk.column.table.name)
+            if parent is None or fk.column.table is table:
+                continue
+            conditions.append(fk.parent.in_(
+                select(fk.column).where(parent.where).scalar_subquery()))
+        if conditions:
+            owned[table.name] = PatientTable(table, or_(*conditions))
+    return list(owned.values())
+
+
+def _unlinked_rows(conn: Connection, table: Table, patient: Patient) -> ColumnElement | None:
+    """Messages with no patient id to or from this patient's number (e.g. a text
+    sent before enrolment), unless another patient has the same number."""
+    if table.name != "message" or not {"from", "to"} <= set(table.c.keys()):
+        return None
+    others = conn.execute(
+        select(func.count()).select_from(Patient.__table__)
+        .where(Patient.phone == patient.phone, Patient.id != patient.id)
+    ).scalar_one()
+    if others:
+        return None
+    return and_(table.c[PATIENT_COLUMN].is_(None),
+                or_(table.c["from"] == patient.phone, table.c["to"] == patient.phone))
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        if value.tzinfo is None:  # SQLite: PainPath stores UTC
+            value = value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return base64.b64encode(bytes(value)).decode()
+    return value
+
+
+def _rows(conn: Connection, pt: PatientTable) -> list[dict[str, Any]]:
+    order = list(pt.table.primary_key.columns) or list(pt.table.c)[:1]
+    result = conn.execute(select(pt.table).where(pt.where).order_by(*order))
+    return [{k: _json_value(v) for k, v in row._mapping.items()} for row in result]
+
+
+def _find(session: Session, patient_id: str, clinic_id: int | None,
+          lock: bool = False) -> Patient:
+    query = select(Patient).where(Patient.id == patient_id)
+    if clinic_id is not None:
+        query = query.where(Patient.clinic_id == clinic_id)
+    if lock:
+        query = query.with_for_update()
+    patient = session.execute(query).scalar_one_or_none()
+    if patient is None:
+        raise PatientNotFound(patient_id)
+    return patient
+
+
+def _audit(session: Session, action: str, patient_id: str, clinician_id: int | None,
+           detail: str) -> AuditLog:
+    entry = AuditLog(clinician_id=clinician_id, patient_id=patient_id, action=action,
+                     detail=detail[:2000], at=utcnow())
+    session.add(entry)
+    session.flush()
+    return entry
+
+
+# --------------------------------------------------------------------------- #
+# Export
+# --------------------------------------------------------------------------- #
+
+
+def export_patient(patient_id: str, *, clinic_id: int | None = None,
+                   clinician_id: int | None = None, via: str = "cli",
+                   database_url: str | None = None) -> dict[str, Any]:
+    """Everything PainPath holds about the patient, as JSON-ready data, and an
+    ``export_patient`` audit entry (in the same transaction).
+
+    Raises:
+        PatientNotFound: no such patient in `clinic_id` (any clinic when None).
+    """
+    with new_session(database_url) as session, session.begin():
+        patient = _find(session, patient_id, clinic_id)
+        conn = session.connection()
+        tables = {pt.name: _rows(conn, pt) for pt in patient_tables(conn, patient)}
+        audit_table = Table("audit_log", MetaData(), autoload_with=conn)
+        retained = PatientTable(audit_table, audit_table.c.patient_id == patient.id)
+        tables["audit_log"] = _rows(conn, retained)
+        counts = {name: len(rows) for name, rows in tables.items()}
+        entry = _audit(session, "export_patient", patient.id, clinician_id,
+                       f"exported {sum(counts.values())} rows from {len(counts)} tables "
+                       f"via {via}")
+        logger.info("patient %s exported via %s (audit %s)", patient.id, via, entry.id)
+        return {
+            "format": EXPORT_FORMAT,
+            "exported_at": _json_value(entry.at),
+            "patient_id": patient.id,
+            "patient": tables.pop(ROOT_TABLE)[0],
+            "tables": tables,
+            "row_counts": counts,
+            "retained_on_deletion": sorted(RETAINED),
+            "notes": ("Every table holding this patient's rows; audit_log lists who viewed "
+                      "or changed the record and is kept after a deletion. The assistant's "
+                      "conversation state (Rasa tracker) repeats the messages above."),
+        }
+
+
+# --------------------------------------------------------------------------- #
+# Delete
+# --------------------------------------------------------------------------- #
+
+
+def tracker_store_url(endpoints: str | Path | None = None) -> URL | None:
+    """The SQLAlchemy URL of Rasa's SQL tracker store named in `endpoints`
+    (default ``bot/endpoints.yml``), or None when it is not a SQL store.
+
+    Relative SQLite paths are read from the repository root (where `make run`
+    starts Rasa); ``${VAR}`` references are expanded as Rasa does.
+    """
+    path = Path(endpoints) if endpoints else DEFAULT_ENDPOINTS
+    if not path.is_absolute():
+        path = REPO_ROOT / path
+    try:
+        config = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        logger.warning("Rasa endpoints file %s not readable", path.name)
+        return None
+    store = config.get("tracker_store") if isinstance(config, dict) else None
+    if not isinstance(store, dict) or str(store.get("type", "")).lower() != "sql":
+        return None
+    store = {k: os.path.expandvars(str(v)) if v is not None else None for k, v in store.items()}
+    dialect = store.get("dialect") or "sqlite"
+    db = store.get("db") or "rasa.db"
+    if dialect.startswith("sqlite"):
+        db_path = Path(db)
+        if not db_path.is_absolute():
+            db_path = REPO_ROOT / db_path
+        return make_url(f"sqlite:///{db_path}")
+    port = store.get("port")
+    return URL.create(dialect, username=store.get("username"), password=store.get("password"),
+                      host=store.get("url") or "localhost",
+                      port=int(port) if port else None, database=db)
+
+
+def configured_tracker_url() -> URL | None:
+    """The tracker store of the Rasa endpoints file in the settings (RASA_ENDPOINTS)."""
+    from painpath.settings import get_settings
+
+    return tracker_store_url(get_settings().rasa_endpoints)
+
+
+def delete_tracker(url: URL | str | None, patient_id: str) -> tuple[int | None, str]:
+    """Delete the Rasa conversation `patient_id` from a SQL tracker store.
+
+    Returns (events deleted or None when not reached, a note for the audit log)."""
+    if url is None:
+        return None, "not reached (the tracker store is not a SQL store PainPath knows): " \
+                     "delete conversation in the tracker store by hand"
+    url = make_url(url) if isinstance(url, str) else url
+    if url.get_backend_name() == "sqlite" and url.database and \
+            not Path(url.database).exists():
+        return None, "not reached (no tracker database file)"
+    engine = create_engine(url, future=True)
+    try:
+        with engine.begin() as conn:
+            meta = MetaData()
+            meta.reflect(bind=conn, only=lambda name, _: name == TRACKER_TABLE)
+            if TRACKER_TABLE not in meta.tables:
+                return 0, "0 events deleted (no conversations stored yet)"
+            events = meta.tables[TRACKER_TABLE]
+            count = conn.execute(delete(events).where(events.c.sender_id == patient_id)).rowcount
+        return count, f"{count} events deleted"
+    except SQLAlchemyError as exc:
+        logger.warning("Rasa tracker store not reached for patient %s: %s", patient_id,
+                       type(exc).__name__)
+        return None, f"not reached ({type(exc).__name__}): delete the conversation by hand"
+    finally:
+        engine.dispose()
+
+
+def delete_patient(patient_id: str, *, clinic_id: int | None = None,
+                   clinician_id: int | None = None, via: str = "cli",
+                   database_url: str | None = None,
+                   tracker_url: URL | str | None = None) -> Deletion:
+    """Delete every row of the patient (see the module docstring) and their Rasa
+    conversation, and write a ``delete_patient`` audit entry with counts only.
+
+    The tracker goes first: if PainPath's own deletion then failed, the call can
+    simply be repeated; the reverse order could leave a conversation nobody can
+    find any more.
+
+    Raises:
+        PatientNotFound: no such patient in `clinic_id` (any clinic when None).
+    """
+    with new_session(database_url) as session:  # fail before touching the tracker
+        _find(session, patient_id, clinic_id)
+    result = Deletion(patient_id=patient_id)
+    result.tracker_events, result.tracker_note = delete_tracker(tracker_url, patient_id)
+    with new_session(database_url) as session, session.begin():
+        patient = _find(session, patient_id, clinic_id, lock=True)
+        conn = session.connection()
+        tables = [pt for pt in patient_tables(conn, patient) if pt.name not in RETAINED]
+        for pt in reversed(tables):  # children first: their conditions read the parents
+            result.rows[pt.name] = conn.execute(delete(pt.table).where(pt.where)).rowcount
+        session.expunge(patient)
+        entry = _audit(session, "delete_patient", patient_id, clinician_id,
+                       f"{result.summary()}; via {via}")
+        result.audit_id = entry.id
+    logger.info("patient %s deleted via %s: %d rows, tracker %s (audit %s)", patient_id, via,
+                result.total, result.tracker_events, result.audit_id)
+    return result
