@@ -76,7 +76,9 @@ class Stack:
         log = open(self.log_dir / f"{name}.log", "wb")
         env = {**os.environ, **self.env, "PYTHONPATH": str(ROOT),
                "RASA_URL": self.rasa_url, "WEB_BASE_URL": self.env.get("WEB_BASE_URL", self.web_url),
-               "TF_CPP_MIN_LOG_LEVEL": "3", "RASA_TELEMETRY_ENABLED": "false"}
+               "TF_CPP_MIN_LOG_LEVEL": "3", "RASA_TELEMETRY_ENABLED": "false",
+               # where a patient deletion finds Rasa's tracker store (painpath.privacy)
+               "RASA_ENDPOINTS": str(self.log_dir / "endpoints.yml")}
         self.procs[name] = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log,
                                             stderr=subprocess.STDOUT, start_new_session=True)
 
