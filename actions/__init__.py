@@ -1,2 +1,2 @@
 """Rasa custom actions (rasa-sdk). Thin: the logic lives in `painpath/`."""
-from actions import checkin, escalation  # noqa: F401  (registers the actions)
+from actions import cbt, checkin, escalation  # noqa: F401  (registers the actions)

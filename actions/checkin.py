@@ -15,7 +15,7 @@ from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
 from actions.common import BlockingAction, deliver_alerts, in_thread
-from painpath import checkins
+from painpath import checkins, programs
 from painpath.content import get_content, message
 from painpath.db import new_session
 from painpath.models import CheckIn, Patient
@@ -154,6 +154,9 @@ class ActionFinishCheckin(BlockingAction):
         if checkin_id is not None and not tracker.get_slot("checkin_stopped"):
             with new_session() as session, session.begin():
                 dispatcher.utter_message(text=checkins.finish(session, int(checkin_id)))
+                offer = programs.offer_after_checkin(session, session.get(CheckIn, int(checkin_id)))
+            if offer:  # an exercise the answers point to (the patient replies YES)
+                dispatcher.utter_message(text=offer)
         return [SlotSet("checkin_id", None), SlotSet("checkin_items", None),
                 SlotSet("checkin_ready", None), SlotSet("checkin_stopped", False)]
 

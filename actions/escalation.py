@@ -10,7 +10,7 @@ from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
 from actions.common import deliver_alerts_async, in_thread
-from painpath import checkins
+from painpath import checkins, programs
 from painpath.db import new_session
 from painpath.escalation import handle_red_flag
 from painpath.models import CheckIn
@@ -19,6 +19,7 @@ from painpath.triage import tier_rank
 logger = logging.getLogger(__name__)
 
 FORM = "checkin_form"
+EXERCISE_FORM = "exercise_form"
 
 
 class ActionHandleRedFlag(Action):
@@ -41,7 +42,8 @@ class ActionHandleRedFlag(Action):
         tier = next((e["value"] for e in entities if e.get("entity") == "red_flag_tier"), "urgent")
         reasons = [e["value"] for e in entities if e.get("entity") == "red_flag_reason"]
         text = tracker.latest_message.get("text") or ""
-        in_form = (tracker.active_loop or {}).get("name") == FORM
+        loop = (tracker.active_loop or {}).get("name")
+        in_form = loop == FORM
         checkin_id = tracker.get_slot("checkin_id") if in_form else None
         item = tracker.get_slot("requested_slot") if in_form else None
         events: List[EventType] = []
@@ -59,6 +61,8 @@ class ActionHandleRedFlag(Action):
             response = handle_red_flag(session, tracker.sender_id, tier,
                                        reasons or ["red flag in message"], text,
                                        checkin_id=int(checkin_id) if checkin_id else None)
+            if loop == EXERCISE_FORM:  # the red flag wins; the exercise can be resumed
+                programs.pause_active(session, tracker.sender_id)
             if response.stop_checkin and checkin_id is not None:
                 checkin = session.get(CheckIn, int(checkin_id))
                 if checkin is not None and checkin.status == "in_progress":
@@ -66,6 +70,6 @@ class ActionHandleRedFlag(Action):
         for reply in response.replies:
             dispatcher.utter_message(text=reply)
         events.append(SlotSet("red_flag_stop", response.stop_checkin))
-        if in_form:  # the rules reopen the form unless the check-in had to stop
+        if in_form or loop == EXERCISE_FORM:  # the rules reopen a check-in unless it had to stop
             events += [ActiveLoop(None), SlotSet("requested_slot", None)]
         return events, response.raised.alert_message_ids if response.raised else ()

@@ -26,10 +26,14 @@ def keyword(text: str | None) -> str | None:
 
 def record_opt_out(session: Session, patient_id: str, source: str) -> None:
     """Mark the patient opted out of SMS and log the consent event."""
+    from painpath.programs import pause_active
+
     patient = session.get(Patient, patient_id)
     if patient is not None and not patient.sms_opted_out:
         patient.sms_opted_out = True
         session.add(Consent(patient_id=patient_id, kind="sms", event="opt_out", source=source))
+    if patient is not None:
+        pause_active(session, patient_id)  # an exercise in progress waits (resumable)
 
 
 def record_opt_in(session: Session, patient_id: str, source: str) -> None:

@@ -16,7 +16,7 @@ import yaml
 
 CONTENT_DIR = Path(__file__).resolve().parent / "content"
 SMS_MAX_CHARS = 320  # two SMS segments
-KINDS = ("nrs", "percent", "pgic", "yesno")
+KINDS = ("nrs", "percent", "pgic", "yesno", "phq")
 _OFFSET = re.compile(r"^(\d+(?:\.\d+)?)\s*([mhd])$")
 
 
@@ -94,6 +94,7 @@ class Content:
         inst = self.instruments
         every = float(inst["peg"]["every_days"])
         last_peg: float | None = None
+        asked_phq2 = False
         planned = []
         for index, checkpoint in enumerate(proc.checkpoints):
             day = checkpoint.day
@@ -106,6 +107,10 @@ class Content:
                 last_peg = day
             if day >= float(inst["pgic"]["from_day"]):
                 items.append(inst["pgic"]["item"])
+            phq2 = inst.get("phq2")
+            if phq2 and day >= float(phq2["from_day"]) and not asked_phq2:
+                items.extend(phq2["items"])  # once, about four weeks in (CLINICAL.md §5)
+                asked_phq2 = True
             planned.append((checkpoint, items))
         return planned
 
@@ -186,7 +191,8 @@ def load_content() -> Content:
     pdata = _load_yaml("procedures.yaml")
     instruments = pdata["instruments"]
     referenced = [instruments["baseline"], *instruments["always"],
-                  *instruments["peg"]["items"], instruments["pgic"]["item"]]
+                  *instruments["peg"]["items"], instruments["pgic"]["item"],
+                  *(instruments.get("phq2") or {}).get("items", [])]
     procedures: dict[str, Procedure] = {}
     for pid, p in pdata["procedures"].items():
         procedures[pid] = procedure_from_spec(pid, p, "procedures.yaml")

@@ -263,3 +263,81 @@ class AuditLog(Base):
     patient_id = Column(String(32), nullable=True, index=True)
     action = Column(String(32), nullable=False)  # view_patient | acknowledge | resolve | …
     detail = Column(Text, nullable=True)
+
+
+class ExerciseSession(Base):
+    """One run of a self-management exercise (painpath/content/exercises.yaml).
+
+    `scheduled` sessions (a pacing prompt, an activity review) are started by the
+    scheduler at `due_at`; `offered` ones wait for the patient's YES.
+    """
+
+    __tablename__ = "exercise_session"
+    id = Column(Integer, primary_key=True)
+    patient_id = Column(String(32), ForeignKey("patient.id"), nullable=False, index=True)
+    exercise = Column(String(32), nullable=False)
+    # offered | scheduled | active | paused | completed | stopped | declined | missed
+    status = Column(String(16), nullable=False, index=True)
+    source = Column(String(16), nullable=False, default="request")  # request|checkin|schedule
+    step = Column(Integer, nullable=False, default=0)
+    attempts = Column(Integer, nullable=False, default=0)
+    data = Column(JSON, nullable=False, default=dict)  # answers: the thought record, …
+    due_at = Column(UTCDateTime(), nullable=True, index=True)
+    sent_at = Column(UTCDateTime(), nullable=True)  # started by the scheduler (a contact)
+    created_at = Column(UTCDateTime(), nullable=False, default=utcnow)
+    updated_at = Column(UTCDateTime(), nullable=False, default=utcnow, onupdate=utcnow)
+    completed_at = Column(UTCDateTime(), nullable=True)
+
+
+class PacingPlan(Base):
+    """A patient's activity pacing plan (painpath/pacing.py does the arithmetic)."""
+
+    __tablename__ = "pacing_plan"
+    id = Column(Integer, primary_key=True)
+    patient_id = Column(String(32), ForeignKey("patient.id"), nullable=False, index=True)
+    activity = Column(String(32), nullable=False)
+    status = Column(String(16), nullable=False, default="baseline")  # baseline|active|stopped
+    cap = Column(Float, nullable=False)
+    baseline_reports = Column(JSON, nullable=False, default=list)
+    baseline = Column(Float, nullable=True)
+    quota = Column(Float, nullable=True)  # minutes a day
+    comfortable = Column(JSON, nullable=False, default=list)
+    good_streak = Column(Integer, nullable=False, default=0)
+    prompt_time = Column(String(5), nullable=False, default="18:00")  # local HH:MM
+    created_at = Column(UTCDateTime(), nullable=False, default=utcnow)
+    updated_at = Column(UTCDateTime(), nullable=False, default=utcnow, onupdate=utcnow)
+    logs = relationship("PacingLog", back_populates="plan", order_by="PacingLog.id")
+
+
+class PacingLog(Base):
+    """One day's pacing report and what it did to the level."""
+
+    __tablename__ = "pacing_log"
+    id = Column(Integer, primary_key=True)
+    plan_id = Column(Integer, ForeignKey("pacing_plan.id"), nullable=False, index=True)
+    outcome = Column(String(20), nullable=False)
+    minutes = Column(Float, nullable=True)
+    quota_before = Column(Float, nullable=True)
+    quota_after = Column(Float, nullable=True)
+    created_at = Column(UTCDateTime(), nullable=False, default=utcnow)
+    plan = relationship("PacingPlan", back_populates="logs")
+
+
+class Goal(Base):
+    """A goal the patient set in an exercise (SMART goal, sleep habit, problem plan)."""
+
+    __tablename__ = "goal"
+    id = Column(Integer, primary_key=True)
+    patient_id = Column(String(32), ForeignKey("patient.id"), nullable=False, index=True)
+    kind = Column(String(32), nullable=False)
+    text = Column(Text, nullable=False)
+    status = Column(String(16), nullable=False, default="active")  # active|done|replaced
+    created_at = Column(UTCDateTime(), nullable=False, default=utcnow)
+
+
+class ProgramSummary(Base):
+    """When the patient last got the weekly self-management summary."""
+
+    __tablename__ = "program_summary"
+    patient_id = Column(String(32), ForeignKey("patient.id"), primary_key=True)
+    sent_at = Column(UTCDateTime(), nullable=False)

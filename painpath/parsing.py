@@ -38,6 +38,7 @@ KINDS: dict[str, str] = {
     "percent": "percent_relief",
     "pgic": "pgic",
     "yesno": "yes_no",
+    "phq": "phq_0_3",
 }
 
 # --------------------------------------------------------------------------- #
@@ -817,11 +818,35 @@ def parse_yes_no(text: str) -> bool | None:
     return value
 
 
+_PHQ_PHRASES = (  # PHQ response options (CLINICAL.md §2.2), most specific first
+    (re.compile(r"\b(nearly|almost) (every|each) ?day|\bevery ?day\b|\ball the time\b"), 3),
+    (re.compile(r"\bmore than half\b|\bmost days\b|\bhalf the days\b"), 2),
+    (re.compile(r"\bseveral days\b|\bsome days\b|\ba few days\b|\bsometimes\b|\boccasionally\b"), 1),
+    (re.compile(r"\bnot at all\b|\bnever\b|\bnone\b|^\s*no(pe)?\b|\bnot really\b"), 0),
+)
+
+
+def parse_phq(text: str) -> int | None:
+    """Parse a PHQ item answer: 0 not at all, 1 several days, 2 more than half the
+    days, 3 nearly every day (a digit 0-3 or the option's words)."""
+    low = " ".join((text or "").lower().split())
+    digits = re.findall(r"\b\d+\b", low)
+    if len(digits) == 1 and 0 <= int(digits[0]) <= 3:
+        return int(digits[0])
+    if digits:
+        return None
+    for pattern, value in _PHQ_PHRASES:
+        if pattern.search(low):
+            return value
+    return None
+
+
 _PARSERS: dict[str, Callable[[str], Number | bool | None]] = {
     "pain_0_10": parse_pain,
     "percent_relief": parse_percent,
     "pgic": parse_pgic,
     "yes_no": parse_yes_no,
+    "phq_0_3": parse_phq,
 }
 
 

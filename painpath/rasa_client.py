@@ -11,6 +11,7 @@ from painpath.settings import get_settings
 logger = logging.getLogger(__name__)
 
 START_CHECKIN_INTENT = "EXTERNAL_start_checkin"
+START_EXERCISE_INTENT = "EXTERNAL_start_exercise"
 
 
 class RasaUnavailable(RuntimeError):

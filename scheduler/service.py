@@ -30,6 +30,8 @@ REPAGE_JOB_ID = "repage-escalations"
 REPAGE_SECONDS = 15
 RETRY_JOB_ID = "retry-messages"
 RETRY_SECONDS = 10
+PROGRAMS_JOB_ID = "self-management-prompts"
+PROGRAMS_SECONDS = 60
 
 
 # set by build_scheduler/run_forever for this process (jobs take no arguments)
@@ -50,6 +52,17 @@ def sweep_due_checkins() -> None:
     if result.started or result.missed:
         logger.info("sweep: started %d, missed %d, deferred %d", len(result.started),
                     len(result.missed), len(result.deferred))
+
+
+def self_management_prompts() -> None:
+    """Job: start due pacing prompts and activity reviews; weekly progress summaries."""
+    from painpath.programs import due_sessions, send_weekly_summaries
+
+    started = due_sessions()
+    summaries = send_weekly_summaries()
+    if started or summaries:
+        logger.info("self-management: started %d prompt(s), sent %d weekly summar%s",
+                    len(started), len(summaries), "y" if len(summaries) == 1 else "ies")
 
 
 def repage_escalations() -> None:
@@ -123,6 +136,8 @@ def build_scheduler(database_url: str | None = None, *, dispatch: bool = True,
                       replace_existing=True)
     scheduler.add_job(retry_messages, "interval", seconds=RETRY_SECONDS, id=RETRY_JOB_ID,
                       replace_existing=True)
+    scheduler.add_job(self_management_prompts, "interval", seconds=PROGRAMS_SECONDS,
+                      id=PROGRAMS_JOB_ID, replace_existing=True)
     if dispatch:
         _embed_dispatcher(scheduler, url, dispatch_concurrency)
     return scheduler
