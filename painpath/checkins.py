@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from painpath import diary
 from painpath.content import Question, get_content, message
 from painpath.escalation import Raised, raise_flag
 from painpath.models import Answer, CheckIn, Enrollment, Patient, utcnow
@@ -73,6 +74,8 @@ def begin(session: Session, checkin: CheckIn) -> tuple[str, list[str]]:
     if resuming:
         return message("checkin_resume"), items
     patient = session.get(Patient, checkin.patient_id)
+    if diary.is_diary_only(checkin):  # a one-question diary prompt: a one-line intro
+        return diary.text("intro", clinic=patient.clinic.name), items
     minutes = max(1, round(len(items) * 0.4))
     intro = message(
         "checkin_intro",
@@ -191,6 +194,8 @@ def summary(session: Session, checkin: CheckIn) -> str:
     """A short personal summary: pain before → now, relief."""
     answers = {a.item: a.value for a in _answers(session, checkin.id).values()
                if a.status == "answered"}
+    if diary.is_diary_only(checkin):  # numbers go to the care team; no verdict (§2.5)
+        return diary.text("done" if diary.diary_item() in answers else "done_no_answer")
     enrollment = session.get(Enrollment, checkin.enrollment_id)
     parts = [message("checkin_done")]
     now = answers.get("pain_now")

@@ -17,7 +17,12 @@ logger = logging.getLogger(__name__)
 
 
 class EnrollmentError(ValueError):
-    """Invalid enrolment input; the message says which field and why."""
+    """Invalid enrolment input; the message says which field and why (`field` names it:
+    phone, procedure, procedure_at, timezone, channel, baseline_pain, diary, clinic)."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 @dataclass(frozen=True)
@@ -30,16 +35,21 @@ class EnrollmentRequest:
     name: str | None = None
     channel: str = "sms"
     baseline_pain: float | None = None
+    # express consent to the diagnostic-block pain diary (more than one text a day),
+    # and to diary texts outside the send window (CLINICAL.md §6; painpath/diary.py)
+    diary_consent: bool = False
+    diary_night_consent: bool = False
 
 
 def check_timezone(name: str) -> str:
     """Return `name` if it is an IANA time zone name, else EnrollmentError."""
     if name not in available_timezones():
-        raise EnrollmentError(f"unknown time zone {name!r}: use an IANA name like America/Chicago")
+        raise EnrollmentError(f"unknown time zone {name!r}: use an IANA name like America/Chicago",
+                              "timezone")
     try:
         ZoneInfo(name)
     except ZoneInfoNotFoundError:
-        raise EnrollmentError(f"unknown time zone {name!r}") from None
+        raise EnrollmentError(f"unknown time zone {name!r}", "timezone") from None
     return name
 
 
@@ -52,11 +62,27 @@ def parse_when(value: str | datetime, tz_name: str) -> datetime:
             when = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
         except ValueError:
             raise EnrollmentError(
-                f"procedure time {value!r} is not ISO 8601 (e.g. 2026-11-20T09:30-05:00)"
-            ) from None
+                f"procedure time {value!r} is not ISO 8601 (e.g. 2026-11-20T09:30-05:00)",
+                "procedure_at") from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=ZoneInfo(tz_name))
     return when.astimezone(timezone.utc)
+
+
+def check_local_time(wall: datetime, tz_name: str) -> datetime:
+    """A wall-clock time in `tz_name` (naive) → UTC; EnrollmentError when the clocks
+    skip it (spring forward) or pass it twice (fall back), so no one guesses."""
+    zone = ZoneInfo(tz_name)
+    first = wall.replace(tzinfo=zone, fold=0)
+    second = wall.replace(tzinfo=zone, fold=1)
+    if first.utcoffset() != second.utcoffset():
+        back = first.astimezone(timezone.utc).astimezone(zone).replace(tzinfo=None)
+        if back != wall:
+            raise EnrollmentError(f"{wall:%Y-%m-%d %H:%M} does not exist in {tz_name} "
+                                  "(the clocks skip that hour); check the time", "procedure_at")
+        raise EnrollmentError(f"{wall:%Y-%m-%d %H:%M} happens twice in {tz_name} (the clocks "
+                              "go back); give the time with its UTC offset", "procedure_at")
+    return first.astimezone(timezone.utc)
 
 
 def due_time(procedure_at: datetime, offset: timedelta, tz_name: str) -> datetime:
@@ -78,7 +104,7 @@ def get_clinic(session: Session, slug: str) -> Clinic:
     """The clinic with `slug`, or EnrollmentError."""
     clinic = session.execute(select(Clinic).where(Clinic.slug == slug)).scalar_one_or_none()
     if clinic is None:
-        raise EnrollmentError(f"no clinic {slug!r}")
+        raise EnrollmentError(f"no clinic {slug!r}", "clinic")
     return clinic
 
 
@@ -87,34 +113,12 @@ def enroll(session: Session, req: EnrollmentRequest) -> Patient:
 
     Runs inside the caller's transaction: on any error nothing is written.
     """
-    content = get_content()
-    clinic = get_clinic(session, req.clinic_slug)
-    try:
-        phone = normalize(req.phone)
-    except ValueError as exc:
-        raise EnrollmentError(str(exc)) from None
-    if req.procedure not in content.procedures:
-        known = ", ".join(sorted(content.procedures))
-        raise EnrollmentError(f"unknown procedure {req.procedure!r}; known: {known}")
-    tz_name = check_timezone(req.timezone or clinic.timezone)
-    procedure_at = parse_when(req.procedure_at, tz_name)
-    if req.channel not in ("sms", "web"):
-        raise EnrollmentError("channel must be sms or web")
-    if req.baseline_pain is not None and not 0 <= req.baseline_pain <= 10:
-        raise EnrollmentError("baseline pain must be 0–10")
-    existing = session.execute(
-        select(Patient).where(Patient.clinic_id == clinic.id, Patient.phone == phone)
-    ).scalar_one_or_none()
+    clinic, phone, tz_name, procedure_at, existing = _checked(session, req)
     if existing is not None:
-        active = [e for e in existing.enrollments if e.status == "active"]
-        if active:
-            raise EnrollmentError(
-                f"phone {mask(phone)} already belongs to patient {existing.id} with an active "
-                "enrolment; cancel it first"
-            )
         patient = existing
         patient.timezone = tz_name
         patient.name = req.name or patient.name
+        patient.channel = req.channel
     else:
         patient = Patient(clinic_id=clinic.id, phone=phone, timezone=tz_name, name=req.name,
                           channel=req.channel)
@@ -125,12 +129,82 @@ def enroll(session: Session, req: EnrollmentRequest) -> Patient:
     session.add(enrollment)
     session.add(Consent(patient_id=patient.id, kind="sms", event="opt_in", source="enrollment"))
     session.flush()
+    from painpath import diary
     from painpath.protocols import schedule
+
+    # a re-enrolled patient consents afresh: an earlier diary consent does not carry over
+    for kind, granted in ((diary.CONSENT_DIARY, req.diary_consent),
+                          (diary.CONSENT_NIGHT, req.diary_consent and req.diary_night_consent)):
+        if granted or diary.has_consent(session, patient.id, kind):
+            diary.record_consent(session, patient.id, kind, granted, "enrollment")
 
     schedule(session, enrollment)
     session.flush()
     logger.info("enrolled patient %s (%s) at clinic %s", patient.id, mask(phone), clinic.slug)
     return patient
+
+
+def _checked(session: Session, req: EnrollmentRequest
+             ) -> tuple[Clinic, str, str, datetime, Patient | None]:
+    """Validate `req` field by field; raise the first problem (EnrollmentError)."""
+    problems = validate_request(session, req)
+    if problems:
+        field, message = next(iter(problems.items()))
+        raise EnrollmentError(message, field)
+    clinic = get_clinic(session, req.clinic_slug)
+    phone = normalize(req.phone)
+    tz_name = req.timezone or clinic.timezone
+    existing = session.execute(
+        select(Patient).where(Patient.clinic_id == clinic.id, Patient.phone == phone)
+    ).scalar_one_or_none()
+    return clinic, phone, tz_name, parse_when(req.procedure_at, tz_name), existing
+
+
+def validate_request(session: Session, req: EnrollmentRequest) -> dict[str, str]:
+    """Every problem of an enrolment request, by field (empty when it can be enrolled).
+
+    Fields: clinic, phone, procedure, timezone, procedure_at, channel, baseline_pain,
+    diary. The web form shows each next to its input; the CLI prints the first.
+    """
+    problems: dict[str, str] = {}
+    try:
+        clinic = get_clinic(session, req.clinic_slug)
+    except EnrollmentError as exc:
+        return {"clinic": str(exc)}
+    phone = None
+    try:
+        phone = normalize(req.phone)
+    except ValueError as exc:
+        problems["phone"] = str(exc)
+    content = get_content()
+    if req.procedure not in content.procedures:
+        known = ", ".join(sorted(content.procedures))
+        problems["procedure"] = f"unknown procedure {req.procedure!r}; known: {known}"
+    tz_name = req.timezone or clinic.timezone
+    try:
+        check_timezone(tz_name)
+    except EnrollmentError as exc:
+        problems["timezone"] = str(exc)
+        tz_name = ""
+    if tz_name:
+        try:
+            parse_when(req.procedure_at, tz_name)
+        except EnrollmentError as exc:
+            problems["procedure_at"] = str(exc)
+    if req.channel not in ("sms", "web"):
+        problems["channel"] = "channel must be sms or web"
+    if req.baseline_pain is not None and not 0 <= req.baseline_pain <= 10:
+        problems["baseline_pain"] = "baseline pain must be 0–10"
+    if req.diary_night_consent and not req.diary_consent:
+        problems["diary"] = "diary texts outside the usual hours need consent to the diary itself"
+    if phone is not None:
+        existing = session.execute(
+            select(Patient).where(Patient.clinic_id == clinic.id, Patient.phone == phone)
+        ).scalar_one_or_none()
+        if existing is not None and any(e.status == "active" for e in existing.enrollments):
+            problems["phone"] = (f"phone {mask(phone)} already belongs to patient {existing.id} "
+                                 "with an active enrolment; cancel it first")
+    return problems
 
 
 def ensure_clinic(session: Session, slug: str, name: str, phone: str | None = None,
@@ -145,15 +219,19 @@ def ensure_clinic(session: Session, slug: str, name: str, phone: str | None = No
     return clinic
 
 
-CSV_COLUMNS = ("phone", "procedure", "procedure_at", "timezone", "name", "channel", "baseline_pain")
+CSV_COLUMNS = ("phone", "procedure", "procedure_at", "timezone", "name", "channel", "baseline_pain",
+               "diary_consent", "diary_night_consent")
+_YES = {"yes", "y", "true", "1", "x"}
+_NO = {"", "no", "n", "false", "0"}
 
 
 def import_csv(text: str, clinic_slug: str, session_factory) -> dict:  # type: ignore[no-untyped-def]
     """Enrol one patient per CSV row, each row in its own transaction.
 
     Columns: phone, procedure, procedure_at (required); timezone, name, channel,
-    baseline_pain (optional). Returns `{enrolled: [{row, id}], errors: [{row, error}]}`;
-    a bad row writes nothing and does not stop the others.
+    baseline_pain, diary_consent, diary_night_consent (yes/no) (optional). Returns
+    `{enrolled: [{row, id}], errors: [{row, error}]}`; a bad row writes nothing and
+    does not stop the others.
     """
     import csv
     import io
@@ -172,11 +250,21 @@ def import_csv(text: str, clinic_slug: str, session_factory) -> dict:  # type: i
         except ValueError:
             errors.append({"row": number, "error": "baseline_pain must be a number 0-10"})
             continue
+        flags = {}
+        for column in ("diary_consent", "diary_night_consent"):
+            value = (row.get(column) or "").lower()
+            if value not in _YES | _NO:
+                errors.append({"row": number, "error": f"{column} must be yes or no"})
+                break
+            flags[column] = value in _YES
+        if len(flags) < 2:
+            continue
         req = EnrollmentRequest(clinic_slug=clinic_slug, phone=row.get("phone", ""),
                                 procedure=row.get("procedure", ""),
                                 procedure_at=row.get("procedure_at", ""),
                                 timezone=row.get("timezone") or None, name=row.get("name") or None,
-                                channel=row.get("channel") or "sms", baseline_pain=baseline)
+                                channel=row.get("channel") or "sms", baseline_pain=baseline,
+                                **flags)
         try:
             with session_factory() as session, session.begin():
                 patient_id = enroll(session, req).id

@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select, update
 
+from painpath import diary
 from painpath.db import new_session
 from painpath.models import CheckIn, Clinic, Enrollment, Patient, utcnow
 
@@ -76,9 +77,11 @@ def contacts_today(session, patient: Patient, now: datetime) -> int:  # type: ig
     zone = ZoneInfo(patient.timezone)
     local = now.astimezone(zone)
     day_start = datetime.combine(local.date(), time(0, 0), tzinfo=zone).astimezone(timezone.utc)
-    started = session.execute(select(func.count()).select_from(CheckIn).where(
+    started_rows = session.execute(select(CheckIn).where(
         CheckIn.patient_id == patient.id, CheckIn.started_at >= day_start,
-        CheckIn.started_at <= now)).scalar_one()
+        CheckIn.started_at <= now)).scalars().all()
+    # consented diary prompts are not counted (painpath/diary.py)
+    started = sum(1 for c in started_rows if not diary.cap_exempt(session, c))
     reminded = session.execute(select(func.count()).select_from(CheckIn).where(
         CheckIn.patient_id == patient.id, CheckIn.reminder_sent_at >= day_start,
         CheckIn.reminder_sent_at <= now)).scalar_one()
@@ -193,6 +196,8 @@ def start_due_checkins(now: datetime | None = None, starter: Callable[[str], Any
                                   CheckIn.started_at > now - ANSWER_WINDOW)
             .values(status="scheduled", started_at=None)
             .execution_options(synchronize_session=False))
+        # an unanswered diary prompt gives way to the patient's next due check-in
+        missed.extend(diary.expire_superseded(session, now))
         rows = session.execute(
             select(CheckIn, Patient).join(Enrollment, CheckIn.enrollment_id == Enrollment.id)
             .join(Patient, CheckIn.patient_id == Patient.id)
@@ -211,8 +216,10 @@ def start_due_checkins(now: datetime | None = None, starter: Callable[[str], Any
                     deferred.append(checkin.id)  # nothing to start for this patient now
             elif patient.channel == "sms" and patient.sms_opted_out:
                 deferred.append(checkin.id)  # nothing is sent after STOP
-            elif in_quiet_hours(now, patient.timezone, patient.clinic) or \
-                    contacts_today(session, patient, now) >= patient.clinic.daily_contact_cap:
+            elif (in_quiet_hours(now, patient.timezone, patient.clinic)
+                  and not diary.night_allowed(session, checkin)) or \
+                    (not diary.cap_exempt(session, checkin) and
+                     contacts_today(session, patient, now) >= patient.clinic.daily_contact_cap):
                 deferred.append(checkin.id)
         stale = session.execute(
             select(CheckIn).where(CheckIn.status.in_(("in_progress", "paused", "starting")),
@@ -293,6 +300,8 @@ def send_reminders(now: datetime | None = None) -> list[int]:
                    CheckIn.started_at > now - ANSWER_WINDOW)
         ).all()
         for checkin, patient in rows:
+            if diary.is_diary_only(checkin):
+                continue  # the next diary prompt is the reminder
             last_reply = session.execute(
                 select(Message.created_at).where(Message.patient_id == patient.id,
                                                  Message.direction == "in")
@@ -328,7 +337,7 @@ def _mark_missed(session, checkin: CheckIn, now: datetime) -> None:  # type: ign
     from painpath.escalation import raise_flag
 
     checkin.status = "missed"
-    if checkin.day <= CRITICAL_DAYS:
+    if checkin.day <= CRITICAL_DAYS and not diary.is_diary_only(checkin):  # no safety question
         raise_flag(session, checkin.patient_id, "urgent",
                    [f"no answer to the early safety check-in ({checkin.key})"],
                    checkin_id=checkin.id, kind="missed_checkin", now=now)
