@@ -888,9 +888,11 @@ def start_session_queued(patient_id: str, session_id: int) -> dict[str, Any]:
                               key_prefix=f"exercise-start:{session_id}")
 
 
-def weekly_summary(session: Session, patient_id: str, now: datetime) -> str | None:
-    """The patient's week in one message, or None when nothing happened."""
-    since = now - SUMMARY_EVERY
+def weekly_summary(session: Session, patient_id: str, now: datetime,
+                   since: datetime | None = None) -> str | None:
+    """The patient's week (since the last summary) in one message, or None when
+    there is nothing to tell."""
+    since = since or now - SUMMARY_EVERY - timedelta(days=1)
     programs = get_programs()
     done = session.execute(select(ExerciseSession.exercise).where(
         ExerciseSession.patient_id == patient_id, ExerciseSession.status == "completed",
@@ -943,7 +945,7 @@ def send_weekly_summaries(now: datetime | None = None) -> list[str]:
             if checkin_contacts(session, patient, now) + contacts_today(session, patient, now) \
                     >= patient.clinic.daily_contact_cap:
                 continue
-            text = weekly_summary(session, patient_id, now)
+            text = weekly_summary(session, patient_id, now, since=summary.sent_at if summary else first)
             if summary is None:
                 summary = ProgramSummary(patient_id=patient_id, sent_at=now)
                 session.add(summary)

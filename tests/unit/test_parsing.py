@@ -208,7 +208,7 @@ def test_parse_yes_no_none(text: str) -> None:
 
 def test_kinds_map_to_parsers() -> None:
     assert KINDS == {"nrs": "pain_0_10", "percent": "percent_relief", "pgic": "pgic",
-                     "yesno": "yes_no"}
+                     "yesno": "yes_no", "phq": "phq_0_3"}
     for question in KINDS.values():
         parse_answer(question, "5")
 
@@ -245,3 +245,12 @@ def test_dev_numbers_set() -> None:
     for miss in misses:
         print("  MISS", miss)
     assert len(rows) - len(misses) >= 38, "\n".join(misses)
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("0", 0), ("3", 3), ("1 - several days", 1), ("not at all", 0), ("no", 0),
+    ("several days", 1), ("more than half the days", 2), ("nearly every day", 3),
+    ("pretty much every day", 3), ("5", None), ("what?", None),
+])
+def test_phq_answers(text: str, expected: int | None) -> None:
+    assert parse_answer("phq_0_3", text) == expected

@@ -1,0 +1,380 @@
+"""The self-management engine (painpath/programs.py): every exercise end to end,
+exits and resume, offers after a check-in, pacing over days, the scheduler's part."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from painpath import checkins, programs
+from painpath.db import new_session
+from painpath.enrollment import EnrollmentRequest, enroll
+from painpath.models import (
+    Answer,
+    CheckIn,
+    Escalation,
+    ExerciseSession,
+    Goal,
+    Message,
+    PacingPlan,
+    Patient,
+    ProgramSummary,
+)
+
+PROC_AT = "2026-11-20T09:30:00-06:00"
+NOW = datetime(2026, 11, 25, 16, 0, tzinfo=timezone.utc)  # 10:00 in Chicago
+
+
+def patient(clinic: str, procedure: str = "epidural_steroid_injection", phone: str = "+14155550112",
+            procedure_at: str = PROC_AT) -> str:
+    with new_session() as session, session.begin():
+        return enroll(session, EnrollmentRequest(
+            clinic_slug=clinic, phone=phone, procedure=procedure, procedure_at=procedure_at,
+            name="Sam Lee", timezone="America/Chicago")).id
+
+
+def run(patient_id: str, exercise: str, replies: list[str], now: datetime = NOW) -> tuple[int, list[str]]:
+    """Start `exercise`, answer each prompt with `replies`; returns (session id, all texts)."""
+    texts = []
+    with new_session() as session, session.begin():
+        row = programs.start(session, patient_id, exercise, now=now)
+        session_id = row.id
+        texts.append(programs.prompt(row))
+    for reply in replies:
+        with new_session() as session, session.begin():
+            turn = programs.advance(session, session_id, reply, now=now)
+            texts.extend(turn.replies)
+            row = session.get(ExerciseSession, session_id)
+            if turn.done:
+                break
+            texts.append(programs.prompt(row))
+    return session_id, texts
+
+
+def status(session_id: int) -> tuple[str, dict[str, Any]]:
+    with new_session() as session:
+        row = session.get(ExerciseSession, session_id)
+        return row.status, dict(row.data)
+
+
+def test_content_loads_and_every_message_fits_two_sms() -> None:
+    p = programs.load_programs()
+    assert {"breathing", "relaxation", "thought_record", "activation", "sleep", "problem_solving",
+            "smart_goal", "mindfulness"} <= {e for e, x in p.exercises.items() if x.offerable}
+    for exercise in p.exercises.values():
+        for step in exercise.steps:
+            assert len(step.text) <= 320 and len(step.gentle or "") <= 320
+        assert exercise.sources, exercise.id
+    forbidden = ("mg", "dose", "opioid", "ibuprofen", "medication", "diagnos")
+    for text in [m for m in p.messages.values()] + [s.text for e in p.exercises.values()
+                                                       for s in e.steps]:
+        assert not any(f" {word}" in text.lower() for word in forbidden), text
+
+
+def test_breathing_runs_to_the_end_and_keeps_the_ratings(clinic: str) -> None:
+    pid = patient(clinic)
+    session_id, texts = run(pid, "breathing", ["no", "ok", "7", "ok", "done", "3"])
+    assert texts[0].startswith("Belly breathing (about 3 min)") and "worrying" in texts[0]
+    assert "dizzy" in " ".join(texts)
+    assert texts[-1].startswith("Tension 7 before, 3 after")
+    state, data = status(session_id)
+    assert state == "completed" and data["tension_before"] == 7 and data["tension_after"] == 3
+    assert all(len(t) <= 320 for t in texts)
+
+
+def test_relaxation_skips_tensing_the_treated_area(clinic: str) -> None:
+    pid = patient(clinic, procedure="scs_implant")
+    _, texts = run(pid, "relaxation", ["no"] + ["ok"] * 7 + ["8"])
+    joined = " ".join(texts)
+    assert "skip this group for you, with no tensing, bracing or twisting" in joined
+    assert "gently draw your tummy in" not in joined
+    assert "make gentle fists" in joined  # other groups as usual
+    pid2 = patient(clinic, procedure="prp_injection", phone="+14155550113")
+    _, texts = run(pid2, "relaxation", ["no"] + ["ok"] * 7 + ["8"])
+    assert "gently draw your tummy in" in " ".join(texts)
+
+
+def test_thought_record_is_stored_step_by_step(clinic: str) -> None:
+    pid = patient(clinic)
+    answers = ["no", "lying awake at 3am", "this will never get better", "80",
+               "it's been months", "I walked further last week than in June",
+               "Even though it's slow, some things are improving", "a 50"]
+    session_id, texts = run(pid, "thought_record", answers)
+    state, data = status(session_id)
+    assert state == "completed"
+    assert data["situation"] == "lying awake at 3am"
+    assert data["thought"] == "this will never get better"
+    assert (data["feeling_before"], data["feeling_after"]) == (80, 50)
+    assert data["balanced"].startswith("Even though")
+    assert "from 80 to 50" in texts[-1]
+    with new_session() as session:
+        shown = programs.progress(session, pid)["thought_records"]
+    assert shown[0]["balanced"].startswith("Even though")
+
+
+def test_an_unusable_number_is_asked_again_once_then_left_empty(clinic: str) -> None:
+    pid = patient(clinic)
+    session_id, texts = run(pid, "mindfulness", ["no", "ok", "ok", "ok", "ok", "lovely", "hmm"])
+    assert "Please reply with one number from 0 to 10" in texts[-2]
+    state, data = status(session_id)
+    assert state == "completed" and data["rating"] is None
+
+
+@pytest.mark.parametrize("word,expected", [("later", "paused"), ("Not now", "paused"),
+                                           ("skip", "stopped"), ("STOP", "stopped")])
+def test_exit_words_leave_cleanly(clinic: str, word: str, expected: str) -> None:
+    pid = patient(clinic)
+    session_id, texts = run(pid, "sleep", ["no", "ok", word])
+    assert status(session_id)[0] == expected
+    assert ("RESUME EXERCISE" in texts[-1]) == (expected == "paused")
+
+
+def test_a_paused_exercise_resumes_where_it_stopped(clinic: str) -> None:
+    pid = patient(clinic)
+    session_id, _ = run(pid, "problem_solving", ["no", "getting groceries in", "later"])
+    with new_session() as session, session.begin():
+        row = programs.resume(session, pid, now=NOW + timedelta(hours=2))
+        assert row is not None and row.id == session_id
+        text = programs.prompt(row)
+    assert text.startswith("Welcome back to Problem solving") and "brainstorm" in text
+    for reply in ["online order, ask a neighbour", "ask a neighbour", "ask Ann on Saturday"]:
+        with new_session() as session, session.begin():
+            turn = programs.advance(session, session_id, reply, now=NOW + timedelta(hours=2))
+    assert turn.done and "First step: ask Ann on Saturday" in turn.replies[-1]
+    with new_session() as session:
+        goals = session.execute(select(Goal)).scalars().all()
+        assert [(g.kind, g.text) for g in goals] == [("problem_solving", "ask Ann on Saturday")]
+        assert programs.resume(session, pid) is None
+
+
+def test_smart_goal_asks_for_a_smaller_step_when_confidence_is_low(clinic: str) -> None:
+    pid = patient(clinic)
+    _, texts = run(pid, "smart_goal", ["no", "walk to the park", "walk 20 minutes", "Mon Wed Fri",
+                                       "4", "walk 10 minutes"])
+    assert "smaller version" in texts[-2]
+    assert "Your goal: walk 10 minutes, Mon Wed Fri" in texts[-1]
+    pid2 = patient(clinic, phone="+14155550113")
+    _, texts = run(pid2, "smart_goal", ["no", "garden", "pot 2 plants", "Sunday", "9"])
+    assert "Your goal: pot 2 plants, Sunday" in texts[-1]
+    with new_session() as session:
+        assert len(session.execute(select(Goal)).scalars().all()) == 2
+
+
+def test_sleep_habit_choice_is_saved_as_a_goal(clinic: str) -> None:
+    pid = patient(clinic)
+    _, texts = run(pid, "sleep", ["no", "ok", "ok", "ok", "ok", "4"])
+    assert "Your sleep goal this week: a wind-down routine" in texts[-1]
+
+
+def test_behavioural_activation_plans_and_follows_up_the_next_day(clinic: str) -> None:
+    pid = patient(clinic)
+    _, texts = run(pid, "activation", ["no", "ok", "call my sister", "after lunch", "6"])
+    assert "I'll check in tomorrow" in texts[-1]
+    with new_session() as session:
+        review = session.execute(select(ExerciseSession).where(
+            ExerciseSession.exercise == "activation_review")).scalars().one()
+        assert review.status == "scheduled"
+        assert review.due_at == datetime(2026, 11, 27, 1, 0, tzinfo=timezone.utc)  # 19:00 CST
+        assert review.data["activity"] == "call my sister"
+    started: list[tuple[str, int]] = []
+    tomorrow = datetime(2026, 11, 27, 1, 5, tzinfo=timezone.utc)
+    assert programs.due_sessions(now=tomorrow, starter=lambda p, s: started.append((p, s))) == [review.id]
+    assert programs.due_sessions(now=tomorrow, starter=lambda p, s: started.append((p, s))) == []
+    with new_session() as session, session.begin():
+        row = session.get(ExerciseSession, review.id)
+        programs.activate(row, tomorrow)
+        assert "call my sister" in programs.prompt(row)
+        turn = programs.advance(session, review.id, "8", now=tomorrow)
+    assert "You predicted 6 and rated it 8" in turn.replies[-1]
+
+
+def test_activation_review_takes_no_for_an_answer(clinic: str) -> None:
+    pid = patient(clinic)
+    with new_session() as session, session.begin():
+        row = programs.start(session, pid, "activation_review", data={"activity": "baking"})
+        turn = programs.advance(session, row.id, "no", now=NOW)
+    assert turn.done and "Reply PLAN" in turn.replies[-1]
+
+
+def test_safety_check_yes_pauses_and_notes_it_for_the_care_team(clinic: str) -> None:
+    pid = patient(clinic)
+    session_id, texts = run(pid, "breathing", ["yes, my leg feels weird"])
+    assert "describe what's new" in texts[-1]
+    assert status(session_id)[0] == "paused"
+    with new_session() as session:
+        esc = session.execute(select(Escalation)).scalars().one()
+        assert esc.tier == "routine" and esc.patient_id == pid
+
+
+def test_ok_at_the_safety_check_goes_on(clinic: str) -> None:
+    pid = patient(clinic)
+    session_id, texts = run(pid, "mindfulness", ["ok"])
+    assert status(session_id)[0] == "active" and "Sit comfortably" in texts[-1]
+
+
+def test_starting_another_exercise_pauses_the_first(clinic: str) -> None:
+    pid = patient(clinic)
+    first, _ = run(pid, "sleep", ["no"])
+    second, _ = run(pid, "breathing", [])
+    assert status(first)[0] == "paused" and status(second)[0] == "active"
+
+
+def _finish_checkin(pid: str, answers: dict[str, str]) -> str | None:
+    with new_session() as session, session.begin():
+        checkin = session.execute(select(CheckIn).where(CheckIn.patient_id == pid)
+                                  .order_by(CheckIn.due_at)).scalars().first()
+        checkin.items = list(answers)
+        checkin.status = "in_progress"
+        for item, text in answers.items():
+            checkins.submit(session, checkin.id, item, text)
+        checkins.finish(session, checkin.id)
+        return programs.offer_after_checkin(session, checkin, now=NOW)
+
+
+def test_phq2_positive_offers_activation_and_notes_the_care_team(clinic: str) -> None:
+    pid = patient(clinic)
+    offer = _finish_checkin(pid, {"pain_now": "4", "phq_interest": "2", "phq_down": "several days"})
+    assert offer and "plan an activity you value" in offer and "care team know" in offer
+    with new_session() as session:
+        esc = session.execute(select(Escalation)).scalars().one()
+        assert (esc.tier, esc.kind) == ("routine", "mood_screen") and "score 3" in esc.reasons[0]
+    with new_session() as session, session.begin():
+        row = programs.accept_offer(session, pid, now=NOW + timedelta(minutes=5))
+        assert row is not None and row.exercise == "activation" and row.status == "active"
+
+
+def test_high_interference_offers_pacing_and_catastrophizing_the_thought_record(clinic: str) -> None:
+    pid = patient(clinic)
+    offer = _finish_checkin(pid, {"pain_now": "5", "peg_enjoyment": "8", "peg_activity": "6"})
+    assert offer and "activity pacing" in offer
+    pid2 = patient(clinic, phone="+14155550113")
+    offer = _finish_checkin(pid2, {"pain_now": "8, it will never get better"})
+    assert offer and "thought record" in offer
+    pid3 = patient(clinic, phone="+14155550114")
+    assert _finish_checkin(pid3, {"pain_now": "3", "phq_interest": "0", "phq_down": "1"}) is None
+
+
+def test_an_offer_can_be_declined_and_expires(clinic: str) -> None:
+    pid = patient(clinic)
+    _finish_checkin(pid, {"pain_now": "9"})
+    with new_session() as session, session.begin():
+        assert programs.accept_offer(session, pid, now=NOW + timedelta(hours=25)) is None
+        assert programs.decline_offer(session, pid, now=NOW) is True
+        assert programs.decline_offer(session, pid, now=NOW) is False
+
+
+def _pacing_day(pid: str, reply: str, when: datetime) -> list[str]:
+    started: list[int] = []
+    programs.due_sessions(now=when, starter=lambda p, s: started.append(s))
+    assert len(started) == 1, f"no pacing prompt due at {when}"
+    with new_session() as session, session.begin():
+        row = session.get(ExerciseSession, started[0])
+        programs.activate(row, when)
+        texts = [programs.prompt(row)]
+        texts += programs.advance(session, row.id, reply, now=when).replies
+    return texts
+
+
+def test_pacing_over_days_baseline_start_step_up_and_flare(clinic: str) -> None:
+    pid = patient(clinic)
+    _, texts = run(pid, "pacing_setup", ["no", "ok", "1", "12"])
+    assert "I'll ask again tomorrow evening (2 more days)" in texts[-1]
+    evening = datetime(2026, 11, 26, 0, 5, tzinfo=timezone.utc)  # 18:05 Chicago
+    texts = _pacing_day(pid, "10", evening + timedelta(days=1))
+    assert "minutes of walking could you do" in texts[0]
+    texts = _pacing_day(pid, "about 14 min", evening + timedelta(days=2))
+    assert "Your baseline is about 12 minutes. Start at 9.5 minutes of walking" in texts[-1]
+    texts = _pacing_day(pid, "done", evening + timedelta(days=3))
+    assert "today's plan was 9.5 minutes of walking" in texts[0] and "Same again" in texts[-1]
+    texts = _pacing_day(pid, "done", evening + timedelta(days=4))
+    assert "two good days in a row" in texts[-1] and "11.5 minutes" in texts[-1]
+    texts = _pacing_day(pid, "too much today", evening + timedelta(days=5))
+    assert "Don't stop altogether" in texts[-1] and "9.5 minutes" in texts[-1]
+    with new_session() as session:
+        plan = session.execute(select(PacingPlan)).scalars().one()
+        assert plan.baseline == 12 and plan.quota == pytest.approx(9.6)
+        assert [log.outcome for log in plan.logs] == [
+            "baseline_recorded", "baseline_recorded", "plan_started", "kept", "stepped_up", "flare"]
+
+
+def test_pacing_respects_procedure_restrictions(clinic: str) -> None:
+    pid = patient(clinic, procedure="scs_implant")
+    _, texts = run(pid, "pacing_setup", ["no", "ok", "gardening"])
+    assert "restrictions after your procedure come first" in texts[-2]
+    with new_session() as session:
+        assert session.execute(select(PacingPlan)).scalars().one().activity == "walking"
+    pid2 = patient(clinic, procedure="prp_injection", phone="+14155550113",
+                   procedure_at="2026-11-23T09:30:00-06:00")
+    run(pid2, "pacing_setup", ["no", "ok", "1", "30"])
+    with new_session() as session:
+        plan = session.execute(select(PacingPlan).where(PacingPlan.patient_id == pid2)).scalars().one()
+        assert plan.cap == 15  # the rest week caps every activity
+
+
+def test_stop_pacing_ends_the_plan_and_its_prompts(clinic: str) -> None:
+    pid = patient(clinic)
+    run(pid, "pacing_setup", ["no", "ok", "1", "12"])
+    evening = datetime(2026, 11, 27, 0, 5, tzinfo=timezone.utc)
+    texts = _pacing_day(pid, "stop pacing", evening)
+    assert "stopped your pacing plan" in texts[-1]
+    with new_session() as session:
+        assert session.execute(select(PacingPlan)).scalars().one().status == "stopped"
+    assert programs.due_sessions(now=evening + timedelta(days=1), starter=lambda p, s: None) == []
+
+
+def test_scheduled_prompts_respect_quiet_hours_cap_and_stop(clinic: str) -> None:
+    pid = patient(clinic)
+    with new_session() as session, session.begin():
+        row = programs.schedule(session, pid, "activation_review",
+                                datetime(2026, 11, 26, 4, 0, tzinfo=timezone.utc), {"activity": "x"})
+        row_id = row.id
+    night = datetime(2026, 11, 26, 4, 30, tzinfo=timezone.utc)  # 22:30 Chicago
+    assert programs.due_sessions(now=night, starter=lambda p, s: None) == []
+    with new_session() as session, session.begin():
+        session.get(Patient, pid).sms_opted_out = True
+    morning = datetime(2026, 11, 26, 14, 30, tzinfo=timezone.utc)  # 08:30
+    assert programs.due_sessions(now=morning, starter=lambda p, s: None) == []
+    with new_session() as session, session.begin():
+        session.get(Patient, pid).sms_opted_out = False
+    late = datetime(2026, 11, 26, 16, 30, tzinfo=timezone.utc)  # 12.5 h after it fell due
+    assert programs.due_sessions(now=late, starter=lambda p, s: None) == []
+    with new_session() as session:
+        assert session.get(ExerciseSession, row_id).status == "missed"
+
+
+def test_weekly_summary_once_a_week(clinic: str) -> None:
+    pid = patient(clinic)
+    run(pid, "breathing", ["no", "ok", "7", "ok", "done", "3"])
+    run(pid, "sleep", ["no", "ok", "ok", "ok", "ok", "1"])
+    assert programs.send_weekly_summaries(now=NOW + timedelta(days=3)) == []
+    week = NOW + timedelta(days=7, minutes=1)
+    assert programs.send_weekly_summaries(now=week) == [pid]
+    assert programs.send_weekly_summaries(now=week + timedelta(hours=1)) == []
+    with new_session() as session:
+        body = session.execute(select(Message.body).where(Message.patient_id == pid)
+                               .order_by(Message.id.desc())).scalars().first()
+        assert session.get(ProgramSummary, pid) is not None
+    assert body.startswith("Your week: 2 exercises done (belly breathing, sleep habits)")
+    assert "goal: a fixed wake time" in body and len(body) <= 320
+
+
+def test_progress_for_the_dashboard(clinic: str) -> None:
+    pid = patient(clinic)
+    run(pid, "breathing", ["no", "ok", "7", "ok", "done", "3"])
+    run(pid, "mindfulness", ["no", "later"])
+    with new_session() as session:
+        view = programs.progress(session, pid)
+    assert view["completions"] == {"Belly breathing": 1}
+    assert [s["status"] for s in view["sessions"]] == ["paused", "completed"]
+    assert view["pacing"] is None
+
+
+def test_red_flag_text_is_still_triaged_before_the_engine_sees_it() -> None:
+    """The engine never downgrades: a crisis message mid-exercise is the triage
+    engine's (bot/rules/red_flags.yml), here we only check it is flagged."""
+    from painpath.triage import triage
+
+    assert triage("i want to kill myself").tier == "crisis"
+    assert Answer is not None
