@@ -251,6 +251,9 @@ def tracker_store_url(endpoints: str | Path | None = None) -> URL | None:
     if not isinstance(store, dict) or str(store.get("type", "")).lower() != "sql":
         return None
     store = {k: os.path.expandvars(str(v)) if v is not None else None for k, v in store.items()}
+    if any(v and "${" in v for v in store.values()):
+        logger.warning("Rasa tracker store settings in %s name unset variables", path.name)
+        return None
     dialect = store.get("dialect") or "sqlite"
     db = store.get("db") or "rasa.db"
     if dialect.startswith("sqlite"):
@@ -258,8 +261,11 @@ def tracker_store_url(endpoints: str | Path | None = None) -> URL | None:
         if not db_path.is_absolute():
             db_path = REPO_ROOT / db_path
         return make_url(f"sqlite:///{db_path}")
-    port = store.get("port")
-    return URL.create(dialect, username=store.get("username"), password=store.get("password"),
+    port = store.get("port") or ""
+    if port and not port.isdigit():
+        return None
+    return URL.create(dialect, username=store.get("username") or None,
+                      password=store.get("password") or None,
                       host=store.get("url") or "localhost",
                       port=int(port) if port else None, database=db)
 

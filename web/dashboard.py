@@ -51,6 +51,7 @@ from painpath.escalation import (
     on_call,
     resolve,
 )
+from painpath.inbound import clean_text
 from painpath.models import (
     Answer,
     AuditLog,
@@ -155,15 +156,20 @@ class LoginThrottle:
 
     def _prune(self, now: float) -> None:
         """Forget expired locks and failures outside the window; if that is not
-        enough, the oldest username keys (address keys are kept)."""
+        enough (a flood from many addresses), the oldest counts and the locks
+        closest to their end, keeping each table within half of `max_keys`."""
         self._locked = {k: t for k, t in self._locked.items() if t > now}
         self._fails = {k: f for k, f in self._fails.items()
                        if f and now - f[-1] < self.window}
-        excess = len(self._fails) - self.max_keys // 2
+        budget = self.max_keys // 2
+        excess = len(self._fails) - budget
         if excess > 0:
-            oldest = sorted((f[-1], k) for k, f in self._fails.items() if k.startswith("u:"))
-            for _, key in oldest[:excess]:
+            for key, _ in sorted(self._fails.items(), key=lambda kv: kv[1][-1])[:excess]:
                 del self._fails[key]
+        excess = len(self._locked) - budget
+        if excess > 0:
+            for key, _ in sorted(self._locked.items(), key=lambda kv: kv[1])[:excess]:
+                del self._locked[key]
 
     def _keys(self, username: str, ip: str) -> list[tuple[str, int]]:
         return [("u:" + username.strip().lower(), self.limit), ("ip:" + ip, self.ip_limit)]
@@ -793,7 +799,7 @@ def dashboard_router(settings: Settings) -> APIRouter:
         if not expected or not csrf_token or not hmac.compare_digest(str(expected), csrf_token):
             return forbidden(request, None)
         ip = request.client.host if request.client else "unknown"
-        username = username.strip()[:100]
+        username = clean_text(username).strip()[:100]  # no NUL (PostgreSQL refuses it)
         if throttle.locked(username, ip):
             logger.warning("dashboard login refused: too many failures")
             return login_page(request, next_url, LOGIN_LOCKED, username, status_code=429)

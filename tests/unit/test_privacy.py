@@ -285,6 +285,8 @@ def test_tracker_store_url_from_the_endpoints_file(tmp_path: Path) -> None:
     redis.write_text("tracker_store:\n  type: redis\n  url: localhost\n")
     assert tracker_store_url(redis) is None
     assert tracker_store_url(tmp_path / "missing.yml") is None
+    # the production file with its variables unset (this process is not Rasa)
+    assert tracker_store_url("bot/endpoints.production.yml") is None
 
 
 def test_delete_removes_the_rasa_conversation_from_a_sql_tracker_store(
