@@ -927,7 +927,9 @@ def dashboard_router(settings: Settings) -> APIRouter:
     # --------------------------------------------------------------- patients
 
     def patient_page(request: Request, patient_id: str, error: str | None = None,
-                     status_code: int = 200) -> Response:
+                     status_code: int = 200, extra: dict[str, Any] | None = None) -> Response:
+        from web.route_helpers import patient_extras
+
         auth = authenticate(request)
         if auth is None:
             return to_login(request)
@@ -937,10 +939,11 @@ def dashboard_router(settings: Settings) -> APIRouter:
             if patient is None:
                 return not_found(request, auth)
             view = patient_view(session, auth, patient, now)
+            view.update(patient_extras(session, auth, patient, now))  # enrolment, diary
             audit(session, auth, "view_patient", patient.id)
         return finish(render(request, "dashboard/patient.html",
                              {"auth": auth, "error": error, "outcomes": OUTCOME_LABELS,
-                              "note_max": NOTE_MAX_CHARS, **view},
+                              "note_max": NOTE_MAX_CHARS, **view, **(extra or {})},
                              status_code=status_code), auth)
 
     @router.get("/patients/{patient_id}", response_class=HTMLResponse)
@@ -1248,4 +1251,11 @@ def dashboard_router(settings: Settings) -> APIRouter:
                          f"fallback {fallback or 'none'} (was {before})")
         return saved_redirect(auth, "settings", "settings")
 
+    # enrolment (web/enroll.py) and protocol pages (web/admin_protocols.py) share these
+    from web.route_helpers import DashboardKit, mount_extensions
+
+    mount_extensions(router, DashboardKit(
+        db_url=db_url, authenticate=authenticate, render=render, finish=finish,
+        to_login=to_login, csrf_ok=csrf_ok, forbidden=forbidden, not_found=not_found,
+        audit=audit, patient_page=patient_page, now=lambda: _now()))
     return router
