@@ -93,6 +93,8 @@ class ValidateExerciseForm(FormValidationAction):
         session_id = tracker.get_slot("exercise_session")
         if session_id is None:
             return {"exercise_reply": "done"}
+        if slot_value is None:  # the reset at the start, validated at form activation
+            return {"exercise_reply": None}
         with new_session() as session, session.begin():
             turn = programs.advance(session, int(session_id), str(slot_value or ""))
         for reply in turn.replies:

@@ -90,8 +90,8 @@ class ValidateCheckinForm(FormValidationAction):
         items = set(tracker.get_slot("checkin_items") or [])
         events: List[EventType] = []
         for item, text in tracker.slots_to_validate().items():
-            if item not in items or checkin_id is None:
-                continue
+            if item not in items or checkin_id is None or text is None:
+                continue  # None: the reset at the start, seen again at form activation
             with new_session() as session, session.begin():
                 done, value = checkins.final_answer(session, int(checkin_id), item)
                 outcome = None if done else checkins.submit(session, int(checkin_id), item,
