@@ -43,7 +43,9 @@ def cmd_enroll(args: argparse.Namespace) -> None:
     req = EnrollmentRequest(clinic_slug=args.clinic, phone=args.phone, procedure=args.procedure,
                             procedure_at=args.procedure_at, timezone=args.timezone,
                             name=args.name, channel=args.channel,
-                            baseline_pain=args.baseline_pain)
+                            baseline_pain=args.baseline_pain,
+                            diary_consent=args.diary_consent,
+                            diary_night_consent=args.diary_night_consent)
     try:
         with new_session() as session, session.begin():
             patient = enroll(session, req)
@@ -390,6 +392,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name")
     p.add_argument("--channel", choices=["sms", "web"], default="sms")
     p.add_argument("--baseline-pain", type=float, help="usual pain 0-10 before the procedure")
+    p.add_argument("--diary-consent", action="store_true",
+                   help="the patient consents to the diagnostic-block pain diary")
+    p.add_argument("--diary-night-consent", action="store_true",
+                   help="… and to diary texts outside the send window")
     p.set_defaults(fn=cmd_enroll)
 
     p = sub.add_parser("import-csv", parents=[common],

@@ -40,7 +40,8 @@ def _yaml_error(exc: yaml.YAMLError, where: str) -> str:
     mark = getattr(exc, "problem_mark", None)
     problem = getattr(exc, "problem", None) or exc.__class__.__name__
     if mark is not None:
-        return f"{where}: not valid YAML at line {mark.line + 1}, column {mark.column + 1}: {problem}"
+        return (f"{where}: not valid YAML at line {mark.line + 1}, "
+                f"column {mark.column + 1}: {problem}")
     return f"{where}: not valid YAML ({problem})"
 
 
@@ -61,13 +62,15 @@ def check_spec(pid: str, spec: Any, where: str = "protocol") -> dict[str, str]:
         problems["checkins"] = str(exc)
     rules = spec.get("safety") or []
     if not isinstance(rules, list):
-        problems["safety"] = f"{where}: {pid}: 'safety' must be a list of {{item, from_day?, until_day?}}"
+        problems["safety"] = (f"{where}: {pid}: 'safety' must be a list of "
+                              "{item, from_day?, until_day?}")
         rules = []
     for n, rule in enumerate(rules, start=1):
         field = f"safety.{n}"
         if not isinstance(rule, dict) or "item" not in rule or \
                 set(rule) - {"item", "from_day", "until_day"}:
-            problems[field] = f"{where}: {pid}: safety rule {n}: use {{item, from_day?, until_day?}}"
+            problems[field] = (f"{where}: {pid}: safety rule {n}: use "
+                               "{item, from_day?, until_day?}")
             continue
         q = content.questions.get(str(rule["item"]))
         if q is None:
@@ -215,7 +218,8 @@ def schedule(session: Session, enrollment: Enrollment) -> list[CheckIn]:
     return created
 
 
-def load(session: Session, clinic_slug: str, text: str, where: str = "protocol file") -> dict[str, Any]:
+def load(session: Session, clinic_slug: str, text: str,
+         where: str = "protocol file") -> dict[str, Any]:
     """Validate a protocol file, store it for the clinic and reschedule pending check-ins."""
     from painpath.enrollment import get_clinic
 
@@ -226,7 +230,8 @@ def load(session: Session, clinic_slug: str, text: str, where: str = "protocol f
     for pid in parsed:
         rescheduled += _store(session, clinic, pid, normal_spec(data[pid]))
     logger.info("clinic %s: protocols loaded for %s", clinic_slug, ", ".join(parsed))
-    return {"clinic": clinic_slug, "procedures": sorted(parsed), "rescheduled_enrollments": rescheduled}
+    return {"clinic": clinic_slug, "procedures": sorted(parsed),
+            "rescheduled_enrollments": rescheduled}
 
 
 def _reschedule_clinic(session: Session, clinic: Clinic, pid: str) -> int:

@@ -36,7 +36,8 @@ class DashboardKit:
     forbidden: Callable[[Request, "Authed | None"], Response]
     not_found: Callable[[Request, "Authed"], Response]
     audit: Callable[..., None]  # (session, auth, action, patient_id=None, detail=None)
-    patient_page: Callable[..., Response]  # (request, patient_id, error=None, status_code=200, extra=None)
+    # (request, patient_id, error=None, status_code=200, extra=None)
+    patient_page: Callable[..., Response]
     now: Callable[[], datetime]
 
     def signed_in(self, request: Request, csrf_token: str | None = None

@@ -3,6 +3,7 @@ scheduler's cap and quiet-hours rules for it, and the relief summary."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from typing import Callable
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -46,11 +47,11 @@ def escalations() -> int:
 # --------------------------------------------------------------------------- pure planning
 
 
-def _plan(pid: str, with_diary: bool, ask_baseline: bool, quiet=None):  # type: ignore[no-untyped-def]
+def _plan(pid: str, with_diary: bool, ask_baseline: bool) -> list[diary.Planned]:
     content = get_content()
     start = datetime(2026, 3, 10, 15, 30, tzinfo=UTC)
     return diary.merge_plan(content.plan(pid, False), diary.default_diary(pid) if with_diary
-                            else (), ask_baseline, lambda off: start + off, quiet)
+                            else (), ask_baseline, lambda off: start + off, None)
 
 
 def test_diary_prompts_are_folded_into_the_regular_checkins() -> None:
@@ -227,7 +228,8 @@ def _answer_everything(pid: str, log: list[tuple[str, datetime]], answer: bool =
         checkins.finish(session, checkin.id)
 
 
-def _travel(start: datetime, end: datetime, step_until: datetime, starter) -> None:  # type: ignore[no-untyped-def]
+def _travel(start: datetime, end: datetime, step_until: datetime,
+            starter: Callable[[str], None]) -> None:
     clock = start
     with time_machine.travel(clock, tick=False) as traveller:
         while clock < end:
@@ -313,3 +315,16 @@ def test_prompts_at_night_only_with_the_explicit_opt_in(clinic: str) -> None:
     assert [k for k in started if k.startswith(day_only)] == [f"{day_only}:diary-5h"]
     assert all(when.astimezone(CHICAGO).hour < 21 for k, when in started.items()
                if k.startswith(day_only))
+
+
+def test_the_cli_records_the_diary_consent(clinic: str,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    from painpath.cli import main
+
+    assert main(["enroll", "--clinic", clinic, "--phone", "+14155550164", "--procedure",
+                 "medial_branch_block", "--procedure-at", "2026-03-10T09:30:00",
+                 "--diary-consent", "--json"]) == 0
+    patient_id = capsys.readouterr().out.split('"id": "')[1].split('"')[0]
+    assert [c.key for c in rows(patient_id)][:2] == ["diary-15m", "diary-30m"]
+    with new_session() as session:
+        assert diary.consents(session, patient_id) == {"diary": True, "diary_night": False}

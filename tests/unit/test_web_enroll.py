@@ -204,7 +204,8 @@ def test_change_the_procedure_time_from_the_patient_page(client: TestClient) -> 
     assert schedule(patient_id) == after
 
 
-def test_cancel_needs_a_tick_then_cancels_every_pending_checkin(client: TestClient) -> None:  # noqa: F811
+def test_cancel_needs_a_tick_then_cancels_every_pending_checkin(
+        client: TestClient) -> None:  # noqa: F811
     patient_id, token = enrolled_via_web(client)
     resp = client.post(f"/patients/{patient_id}/cancel-enrollment", data={"csrf_token": token})
     assert resp.status_code == 422 and "Nothing was cancelled" in resp.text
