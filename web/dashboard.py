@@ -42,6 +42,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from painpath.content import get_content
+from painpath.programs import progress
 from painpath.db import new_session
 from painpath.escalation import (
     OUTCOMES,
@@ -544,7 +545,24 @@ def patient_view(session: Session, auth: Authed, patient: Patient,
         "chart": chart_data(points, baseline),
         "escalations": escalations,
         "messages": messages,
+        "programs": programs_view(session, patient.id, tz),
     }
+
+
+def programs_view(session: Session, patient_id: str, tz: str) -> dict[str, Any]:
+    """Self-management progress (painpath/programs.py) with local times and numbers."""
+    view = progress(session, patient_id)
+    for row in view["sessions"] + view["goals"] + view["thought_records"]:
+        row["at"] = _local(row["at"], tz)
+    plan = view["pacing"]
+    if plan is not None:
+        for key in ("baseline", "quota", "cap"):
+            plan[key] = "" if plan[key] is None else _number(round(plan[key], 1))
+        for log in plan["log"]:
+            log["at"] = _local(log["at"], tz)
+            for key in ("minutes", "before", "after"):
+                log[key] = "" if log[key] is None else _number(round(log[key], 1))
+    return view
 
 
 

@@ -398,3 +398,25 @@ def test_admin_role_can_work_the_queue(client: TestClient) -> None:
     assert login(client, username="ada").status_code == 303
     html = client.get("/queue").text
     assert "Clinic admin" in html and "Crisis" in html
+
+
+def test_patient_page_shows_self_management_progress_escaped(client: TestClient, nurse: int) -> None:
+    from painpath import programs
+    from painpath.models import ExerciseSession
+
+    patient_id = add_patient("test", "+14155550166")
+    with new_session() as session, session.begin():
+        row = programs.start(session, patient_id, "thought_record")
+        for reply in ("no", "at work", "<script>alert(1)</script> it never ends", "70",
+                      "months of this", "I had a good day on Friday",
+                      "Even though it's hard, I've had better days", "40"):
+            programs.advance(session, row.id, reply)
+        setup = programs.start(session, patient_id, "pacing_setup")
+        for reply in ("no", "ok", "2", "20"):
+            programs.advance(session, setup.id, reply)
+        assert session.get(ExerciseSession, row.id).status == "completed"
+    html = client.get(f"/patients/{patient_id}").text
+    assert "Self-management" in html and "Thought record ×1" in html
+    assert "Activity pacing: standing" in html and "being measured" in html
+    assert "Even though it&#39;s hard" in html
+    assert "<script>alert(1)</script>" not in html and "&lt;script&gt;" in html
