@@ -22,6 +22,13 @@ FORM = "checkin_form"
 EXERCISE_FORM = "exercise_form"
 
 
+def _asked_for(tracker: Tracker) -> str | None:
+    """The intent the message had before the red-flag classifier overrode it."""
+    ranking = tracker.latest_message.get("intent_ranking") or []
+    top = next((r for r in ranking if r.get("name") != "red_flag"), None)
+    return top["name"] if top and float(top.get("confidence") or 0) >= 0.5 else None
+
+
 class ActionHandleRedFlag(Action):
     """Emergency and crisis stop whatever is happening; urgent and routine are
     escalated or noted and the check-in goes on (bot/rules/red_flags.yml)."""
@@ -63,11 +70,14 @@ class ActionHandleRedFlag(Action):
                                        checkin_id=int(checkin_id) if checkin_id else None)
             if loop == EXERCISE_FORM:  # the red flag wins; the exercise can be resumed
                 programs.pause_active(session, tracker.sender_id)
+            offer = None
+            if tier == "routine" and not loop:  # noted; what was asked for is still offered
+                offer = programs.offer_for_request(session, tracker.sender_id, _asked_for(tracker))
             if response.stop_checkin and checkin_id is not None:
                 checkin = session.get(CheckIn, int(checkin_id))
                 if checkin is not None and checkin.status == "in_progress":
                     checkin.status = "paused"  # answers kept; the nurse sees where it stopped
-        for reply in response.replies:
+        for reply in [*response.replies, *([offer] if offer else [])]:
             dispatcher.utter_message(text=reply)
         events.append(SlotSet("red_flag_stop", response.stop_checkin))
         if in_form or loop == EXERCISE_FORM:  # the rules reopen a check-in unless it had to stop

@@ -777,6 +777,18 @@ def make_offer(session: Session, patient_id: str, exercise_id: str,
     return row
 
 
+def offer_for_request(session: Session, patient_id: str, intent: str | None,
+                      now: datetime | None = None) -> str | None:
+    """A request that also carried a routine flag ("I can't sleep"): the care team
+    has the note; the exercise asked for is offered rather than started."""
+    exercise_id = get_programs().requests.get(intent or "")
+    if exercise_id is None:
+        return None
+    make_offer(session, patient_id, exercise_id, now)
+    exercise = get_programs().exercises[exercise_id]
+    return say("offer", title=exercise.title.lower(), minutes=exercise.minutes)
+
+
 def open_offer(session: Session, patient_id: str, now: datetime | None = None) -> ExerciseSession | None:
     now = now or utcnow()
     row = latest_session(session, patient_id, ("offered",))

@@ -174,3 +174,20 @@ async def test_the_menu() -> None:
     dispatcher = CollectingDispatcher()
     await ActionListExercises().run(dispatcher, tracker("x", "list_exercises"), {})
     assert "BREATHE" in texts(dispatcher)[0] and len(texts(dispatcher)[0]) <= 320
+
+
+async def test_a_routine_flag_with_a_request_notes_it_and_offers_the_exercise(patient_id: str) -> None:
+    t = tracker(patient_id, "red_flag", "I can't sleep since the injection",
+                entities=[{"entity": "red_flag_tier", "value": "routine"},
+                          {"entity": "red_flag_reason", "value": "steroid side effects"}])
+    t.latest_message["intent_ranking"] = [{"name": "red_flag", "confidence": 1.0},
+                                          {"name": "want_sleep_help", "confidence": 0.82}]
+    dispatcher = CollectingDispatcher()
+    await ActionHandleRedFlag().run(dispatcher, t, {})
+    assert texts(dispatcher)[-1] == programs.say("offer", title="sleep habits", minutes=5)
+    with new_session() as session:
+        assert programs.open_offer(session, patient_id).exercise == "sleep"
+        assert session.execute(select(Escalation.tier)).scalars().all() == ["routine"]
+    dispatcher = CollectingDispatcher()
+    events = await ActionStartExercise().run(dispatcher, tracker(patient_id, "affirm", "yes"), {})
+    assert SlotSet("exercise_ready", True) in events
