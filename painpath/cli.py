@@ -493,6 +493,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # spaCy's thinc imports TensorFlow
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from painpath.logsafety import install_phone_redaction
+
+    install_phone_redaction()
     args = build_parser().parse_args(argv)
     try:
         args.fn(args)

@@ -30,6 +30,7 @@ from starlette.concurrency import run_in_threadpool
 
 from painpath.db import new_session
 from painpath.inbound import clean_text
+from painpath.logsafety import install_phone_redaction
 from painpath.models import Clinic, Enrollment, Message, Patient
 from painpath.settings import Settings, get_settings
 from painpath.webhook_auth import HEADER, sign_body
@@ -334,6 +335,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
     app.state.templates = templates
     _install_access_log_redaction()
+    install_phone_redaction()  # third-party error text can name a number
     app.add_middleware(BodySizeLimit)  # 413 before any route reads an oversized body
 
     @app.get("/healthz")

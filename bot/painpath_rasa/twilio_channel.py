@@ -29,6 +29,7 @@ from painpath.inbound import (
     parse_form,
     valid_message_sid,
 )
+from painpath.logsafety import install_phone_redaction
 from painpath.phone import InvalidPhone, normalize
 from painpath.settings import get_settings
 
@@ -84,6 +85,7 @@ class TwilioInput(InputChannel):
         return cls()
 
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
+        install_phone_redaction()  # Rasa's logging is configured by now
         hook = Blueprint("painpath_twilio_webhook", __name__)
 
         @hook.route("/", methods=["GET"])
@@ -138,7 +140,10 @@ class TwilioInput(InputChannel):
                     logger.info("concurrent replay of inbound SMS %s ignored", sid)
                     return response.text(EMPTY_TWIML, content_type="text/xml")
                 raise
-            if routed.patient_id is not None and routed.forward_text is not None:
+            # an empty SMS (a picture only) is recorded but is not a turn: Rasa's
+            # intent classifier fails on a message without tokens
+            forward = routed.forward_text
+            if routed.patient_id is not None and forward is not None and forward.strip():
                 await on_new_message(UserMessage(
                     routed.forward_text, self.get_output_channel(), routed.patient_id,
                     input_channel=self.name(),

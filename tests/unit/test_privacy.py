@@ -3,7 +3,9 @@ CLI (`painpath patient export|delete`) and the dashboard (clinic admins only).""
 from __future__ import annotations
 
 import asyncio
+import io
 import json
+import logging
 import os
 import stat
 from pathlib import Path
@@ -15,6 +17,7 @@ from sqlalchemy import MetaData, func, select, text
 from painpath import cli
 from painpath.db import get_engine, new_session
 from painpath.enrollment import ensure_clinic
+from painpath.logsafety import RedactPhones, install_phone_redaction
 from painpath.models import (
     Answer,
     AuditLog,
@@ -462,3 +465,43 @@ def test_signed_out_goes_to_login(client: TestClient, two: tuple[str, str]) -> N
     resp = client.post(f"/patients/{pid}/delete", data={"confirm": pid}, follow_redirects=False)
     assert resp.status_code == 303 and resp.headers["location"].startswith("/login")
     assert rows_of(pid)["patient"] == 1
+
+
+# ---------------------------------------------------------------------- log safety
+
+
+def test_phone_numbers_are_masked_in_log_lines_and_tracebacks() -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(RedactPhones())
+    log = logging.getLogger("test.privacy.redact")
+    log.addHandler(handler)
+    log.propagate = False
+    log.setLevel(logging.INFO)
+    try:
+        log.warning("SMS to %s refused", PAT_PHONE)
+        try:  # what Twilio's client raises for a bad number
+            raise RuntimeError(f"Unable to create record: The 'To' number {PAT_PHONE} is "
+                               "not a valid phone number.")
+        except RuntimeError:
+            log.exception("message 7: gateway error")
+        log.info("escalation %s tier=%s", 12, "urgent")  # nothing to mask: unchanged
+    finally:
+        log.removeHandler(handler)
+    out = stream.getvalue()
+    assert PAT_PHONE not in out and PAT_PHONE[1:] not in out
+    assert out.count("+1******0131") == 2
+    assert "message 7: gateway error" in out and "Traceback" in out and "RuntimeError" in out
+    assert "escalation 12 tier=urgent" in out
+
+
+def test_redaction_is_installed_on_the_root_handlers_once() -> None:
+    root = logging.getLogger()
+    handler = logging.StreamHandler(io.StringIO())
+    root.addHandler(handler)
+    try:
+        install_phone_redaction()
+        install_phone_redaction()
+        assert sum(isinstance(f, RedactPhones) for f in handler.filters) == 1
+    finally:
+        root.removeHandler(handler)
