@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import re
+from datetime import timedelta
 from typing import Any
 
 import yaml
@@ -16,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from painpath import protocols
-from painpath.content import get_content
+from painpath.content import get_content, parse_offset
 from painpath.db import new_session
 from painpath.models import Clinic, Protocol
 from web.route_helpers import DashboardKit
@@ -62,6 +63,18 @@ def _days(value: Any) -> str:
     return f"{float(value):g}"
 
 
+def over_cap(checkins: list[str], cap: int) -> str | None:
+    """A warning when more regular check-ins fall within the first day than the
+    clinic's daily contact cap lets out (the later ones are held back, then missed)."""
+    same_day = [k for k in checkins if parse_offset(k) < timedelta(days=1)]
+    if len(same_day) <= cap:
+        return None
+    return (f"{len(same_day)} check-ins ({', '.join(same_day)}) fall within the first day, more "
+            f"than the clinic's daily limit of {cap}: the later ones are held back and, once "
+            "overdue, marked missed (an early one becomes a nurse task). Diary prompts of "
+            "patients who consented to the diary are exempt.")
+
+
 def protocol_list(session: Session, clinic: Clinic) -> list[dict[str, Any]]:
     """Every procedure's effective protocol for the clinic (own or default)."""
     content = get_content()
@@ -75,6 +88,7 @@ def protocol_list(session: Session, clinic: Clinic) -> list[dict[str, Any]]:
             "updated": rows[pid].updated_at if pid in rows else None,
             "checkins": spec["checkins"], "diary": spec["diary"],
             "safety": [_rule_label(r) for r in spec["safety"]],
+            "over_cap": over_cap(spec["checkins"], clinic.daily_contact_cap),
         })
     return out
 
@@ -175,6 +189,7 @@ def protocol_routes(router: APIRouter, kit: DashboardKit) -> None:
             "field_labels": FIELD_LABELS, "choices": safety_choices(),
             "plan": plan, "yaml": spec_yaml(pid, spec), "saved": SAVED.get(saved or ""),
             "clinic_slug": clinic.slug,
+            "over_cap": over_cap(spec["checkins"], clinic.daily_contact_cap),
         }, status_code=status_code), auth)
 
     def known(pid: str) -> bool:

@@ -58,8 +58,8 @@ def test_diary_prompts_are_folded_into_the_regular_checkins() -> None:
     plan = _plan("medial_branch_block", True, ask_baseline=True)
     by_key = {p.key: p.items for p in plan}
     day0 = [p.key for p in plan if p.day < 1]
-    assert day0 == ["diary-15m", "diary-30m", "diary-45m", "1h", "diary-2h", "diary-3h", "4h",
-                    "diary-5h", "diary-6h", "diary-7h", "8h"]
+    assert day0 == ["diary-15m", "diary-30m", "diary-45m", "diary-1h", "diary-2h", "diary-3h",
+                    "4h", "diary-5h", "diary-6h", "diary-7h", "8h"]
     daily = [p.key for p in plan if p.day >= 1]
     assert daily == ["1d", "2d", "3d", "diary-4d", "diary-5d", "diary-6d", "7d", "diary-8d",
                      "diary-9d", "diary-10d", "diary-11d", "diary-12d", "diary-13d", "14d"]
@@ -67,8 +67,8 @@ def test_diary_prompts_are_folded_into_the_regular_checkins() -> None:
     assert by_key["diary-15m"] == ("pain_baseline", "diary_pain")
     assert by_key["diary-30m"] == ("diary_pain",)
     # within a regular check-in: red-flag screen first, then the diary rating, then the rest
-    assert by_key["1h"] == ("safety_neuro", "diary_pain", "pain_now", "percent_relief")
-    assert "pain_baseline" not in by_key["1h"]
+    assert by_key["4h"] == ("safety_neuro", "diary_pain", "pain_now", "percent_relief")
+    assert "pain_baseline" not in by_key["4h"]
     assert sum("diary_pain" in items for items in by_key.values()) == 25
 
 
@@ -156,7 +156,7 @@ def test_the_bot_reports_numbers_and_never_a_verdict() -> None:
 
 def test_no_consent_no_diary(clinic: str) -> None:
     patient_id = mbb(clinic, consent=False)
-    assert [c.key for c in rows(patient_id)] == ["1h", "4h", "8h", "1d", "2d", "3d", "7d", "14d"]
+    assert [c.key for c in rows(patient_id)] == ["4h", "8h", "1d", "2d", "3d", "7d", "14d"]
     assert not any("diary_pain" in c.items for c in rows(patient_id))
     with new_session() as session:
         assert diary.consents(session, patient_id) == {"diary": False, "diary_night": False}
@@ -165,7 +165,7 @@ def test_no_consent_no_diary(clinic: str) -> None:
 def test_consent_is_recorded_and_the_diary_planned(clinic: str) -> None:
     patient_id = mbb(clinic, consent=True)
     keys = [c.key for c in rows(patient_id)]
-    assert keys[:4] == ["diary-15m", "diary-30m", "diary-45m", "1h"] and len(keys) == 25
+    assert keys[:4] == ["diary-15m", "diary-30m", "diary-45m", "diary-1h"] and len(keys) == 25
     with new_session() as session:
         kinds = session.execute(select(Consent.kind, Consent.event, Consent.source)
                                 .where(Consent.patient_id == patient_id)
@@ -185,7 +185,7 @@ def test_withdrawing_consent_drops_pending_prompts(clinic: str) -> None:
     patient_id = mbb(clinic, consent=True, night=True)
     with new_session() as session, session.begin():
         diary.withdraw(session, patient_id, source="dashboard")
-    assert [c.key for c in rows(patient_id)] == ["1h", "4h", "8h", "1d", "2d", "3d", "7d", "14d"]
+    assert [c.key for c in rows(patient_id)] == ["4h", "8h", "1d", "2d", "3d", "7d", "14d"]
     assert not any("diary_pain" in c.items for c in rows(patient_id))
     with new_session() as session:
         assert diary.consents(session, patient_id) == {"diary": False, "diary_night": False}
@@ -197,8 +197,8 @@ def test_a_clinic_protocol_can_change_or_turn_off_the_diary(clinic: str) -> None
         spec = effective_spec(session, get_clinic(session, clinic).id, "medial_branch_block")
         spec["diary"] = ["30m", "1h", "2h", "1d"]
         assert save(session, clinic, "medial_branch_block", spec)["rescheduled_enrollments"] == 1
-    assert [c.key for c in rows(patient_id)] == ["diary-30m", "1h", "diary-2h", "4h", "8h", "1d",
-                                                 "2d", "3d", "7d", "14d"]
+    assert [c.key for c in rows(patient_id)] == ["diary-30m", "diary-1h", "diary-2h", "4h", "8h",
+                                                 "1d", "2d", "3d", "7d", "14d"]
     with new_session() as session, session.begin():
         save(session, clinic, "medial_branch_block", {**spec, "diary": []})
     assert not any("diary_pain" in c.items for c in rows(patient_id))
@@ -248,7 +248,7 @@ def test_14_days_of_diary_with_consent_beyond_the_daily_cap(clinic: str) -> None
     started = dict(log)
     assert len(log) == len(started) == 25, "every prompt once, none twice"
     for key in DAY0:  # on time (within one 5-minute sweep), none held back by the cap
-        name = key if key in ("1h", "4h", "8h") else f"diary-{key}"
+        name = key if key in ("4h", "8h") else f"diary-{key}"
         assert started[name] - (t0 + parse_offset(key)) < timedelta(minutes=5), name
     day0 = [k for k, when in log if when.astimezone(CHICAGO).date() == t0.date()]
     assert len(day0) == 11  # far beyond the cap of 2: the patient consented
@@ -278,6 +278,8 @@ def test_without_consent_the_cap_holds_and_no_prompt_is_sent(clinic: str) -> Non
         per_day[day] = per_day.get(day, 0) + 1
     assert max(per_day.values()) <= 2
     assert not any(k.startswith("diary-") for k, _ in log)
+    # the default schedule fits the default cap: the evening safety check goes out
+    assert [k for k, _ in log] == ["4h", "8h", "1d"] and escalations() == 0
 
 
 def test_an_unanswered_prompt_gives_way_to_the_next_without_a_nurse_task(clinic: str) -> None:

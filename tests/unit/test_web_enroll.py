@@ -239,7 +239,7 @@ def test_the_diary_summary_and_withdrawing_consent(client: TestClient) -> None: 
     patient_id, token = enrolled_via_web(client)
     with new_session() as session:
         procedure_at = session.execute(select(Enrollment.procedure_at)).scalar_one()
-    pain = {"diary-15m": 2, "diary-30m": 1, "diary-45m": 1, "1h": 1, "diary-2h": 1,
+    pain = {"diary-15m": 2, "diary-30m": 1, "diary-45m": 1, "diary-1h": 1, "diary-2h": 1,
             "diary-3h": 3, "4h": 6}
     for key, value in pain.items():
         with new_session() as session:

@@ -83,7 +83,7 @@ def test_the_list_shows_every_procedure_and_where_its_protocol_comes_from(
         row = html.split(f'id="protocol-{pid}"', 1)[1].split("</tr>", 1)[0]
         assert get_content().procedures[pid].label in row and "Default" in row
     mbb = html.split('id="protocol-medial_branch_block"', 1)[1].split("</tr>", 1)[0]
-    assert "1h, 4h, 8h, 1d, 2d, 3d, 7d, 14d" in mbb and "25 prompts (15m–14d)" in mbb
+    assert "4h, 8h, 1d, 2d, 3d, 7d, 14d" in mbb and "25 prompts (15m–14d)" in mbb
     esi = html.split('id="protocol-epidural_steroid_injection"', 1)[1].split("</tr>", 1)[0]
     assert "Headache worse sitting or standing (until day 14)" in esi
 
@@ -92,7 +92,7 @@ def test_save_reschedules_pending_checkins_and_is_audited(client: TestClient,
                                                           token: str) -> None:  # noqa: F811
     patient_id = enrolled()
     page = client.get(MBB).text
-    assert 'value="1h, 4h, 8h, 1d, 2d, 3d, 7d, 14d"' in page
+    assert 'value="4h, 8h, 1d, 2d, 3d, 7d, 14d"' in page
     resp = client.post(MBB, data=form(token, "2h, 6h, 1d, 7d, 14d",
                                       [("safety_neuro", "", ""),
                                        ("safety_infection", "1", "14"),
@@ -114,7 +114,7 @@ def test_save_reschedules_pending_checkins_and_is_audited(client: TestClient,
         audit = session.execute(select(AuditLog).where(
             AuditLog.action == "protocol_change")).scalar_one()
     assert audit.detail.startswith("medial_branch_block: check-ins 2h, 6h, 1d, 7d, 14d;")
-    assert "(was check-ins 1h, 4h, 8h" in audit.detail and "1 active enrolment" in audit.detail
+    assert "(was check-ins 4h, 8h, 1d" in audit.detail and "1 active enrolment" in audit.detail
     page = client.get(resp.headers["location"]).text
     assert "Protocol saved." in page and "Reset to the default" in page
     row = client.get("/admin/protocols").text.split('id="protocol-medial_branch_block"')[1]
@@ -175,3 +175,15 @@ def test_forged_posts_and_unknown_procedures(client: TestClient, token: str) -> 
     assert client.post("/admin/protocols/knee_scope",
                        data=form(token, "1d", [], "")).status_code == 404
     assert stored() == {}
+
+
+def test_more_first_day_checkins_than_the_daily_cap_are_flagged(client: TestClient,
+                                                                token: str) -> None:  # noqa: F811
+    assert 'id="protocol-over-cap"' not in client.get(MBB).text  # the defaults fit the cap
+    assert "above the daily limit" not in client.get("/admin/protocols").text
+    assert client.post(MBB, data=form(token, "1h, 4h, 8h, 1d", [("safety_neuro", "", "")],
+                                      ""), follow_redirects=False).status_code == 303
+    warning = client.get(MBB).text.split('id="protocol-over-cap">', 1)[1].split("</p>", 1)[0]
+    assert "3 check-ins (1h, 4h, 8h)" in warning and "daily limit of 2" in warning
+    row = client.get("/admin/protocols").text.split('id="protocol-medial_branch_block"')[1]
+    assert "above the daily limit" in row.split("</tr>")[0]
