@@ -19,6 +19,7 @@ from actions.common import BlockingAction, deliver_alerts, in_thread
 from painpath import programs
 from painpath.db import new_session
 from painpath.models import ExerciseSession, Patient
+from painpath.parsing import parse_yes_no
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ class ActionStartExercise(BlockingAction):
         intent = (tracker.latest_message.get("intent") or {}).get("name")
         patient_id = tracker.sender_id
         events: List[EventType] = []
+        response = None
         if (tracker.active_loop or {}).get("name") in OPEN_FORMS:
             events += [ActiveLoop(None), SlotSet("requested_slot", None)]
         with new_session() as session, session.begin():
@@ -62,9 +64,20 @@ class ActionStartExercise(BlockingAction):
             elif intent == "resume_exercise":
                 row = programs.resume(session, patient_id)
                 text = None if row else programs.say("nothing_to_resume")
-            elif intent == "affirm":
-                row = programs.accept_offer(session, patient_id)
-                text = None if row else programs.say("nothing_offered")
+            elif intent in ("affirm", "inform"):
+                # YES to an offer starts it; NO declines it; anything else outside a
+                # form is a stray answer
+                answer = True if intent == "affirm" else parse_yes_no(
+                    tracker.latest_message.get("text") or "")
+                row = programs.accept_offer(session, patient_id) if answer is True else None
+                if row is not None:
+                    text = None
+                elif answer is False and programs.decline_offer(session, patient_id):
+                    text = programs.say("offer_declined")
+                elif intent == "affirm":
+                    text = programs.say("nothing_offered")
+                else:
+                    text, response = None, "utter_not_in_checkin"
             else:
                 exercise = programs.get_programs().requests.get(intent or "")
                 row = programs.start(session, patient_id, exercise) if exercise else None
@@ -72,6 +85,8 @@ class ActionStartExercise(BlockingAction):
             session_id = row.id if row is not None else None
         if text:
             dispatcher.utter_message(text=text)
+        if response:
+            dispatcher.utter_message(response=response)
         if session_id is None:
             return events + [SlotSet("exercise_ready", False)]
         return events + [SlotSet("exercise_session", session_id), SlotSet("exercise_reply", None),

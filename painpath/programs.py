@@ -92,6 +92,7 @@ class Exercise:
 class Programs:
     exercises: dict[str, Exercise]
     requests: dict[str, str]
+    keywords: dict[str, str]
     offers: list[dict[str, Any]]
     catastrophizing: tuple[str, ...]
     exit_words: dict[str, str]
@@ -171,7 +172,9 @@ def load_programs(path: Path = CONTENT) -> Programs:
         if rule["offer"] not in exercises:
             raise ProgramContentError(f"exercises.yaml: offers: unknown exercise {rule['offer']!r}")
     return Programs(
-        exercises=exercises, requests=dict(data["requests"]), offers=list(data["offers"]),
+        exercises=exercises, requests=dict(data["requests"]),
+        keywords={" ".join(k.lower().split()): v for k, v in (data.get("keywords") or {}).items()},
+        offers=list(data["offers"]),
         catastrophizing=tuple(p.lower() for p in data["catastrophizing"]),
         exit_words={" ".join(k.lower().split()): v for k, v in data["exit_words"].items()},
         activities=dict(data["activities"]), restrictions=dict(data.get("restrictions") or {}),

@@ -13,7 +13,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 INPUTS = ["bot/config.yml", "bot/domain", "bot/stories", "bot/rules", "data/nlu",
-          "bot/painpath_rasa/redflag.py"]
+          "bot/painpath_rasa/redflag.py", "bot/painpath_rasa/keywords.py",
+          "painpath/content/exercises.yaml"]
 
 
 def inputs_hash() -> str:

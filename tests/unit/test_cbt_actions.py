@@ -191,3 +191,21 @@ async def test_a_routine_flag_with_a_request_notes_it_and_offers_the_exercise(pa
     dispatcher = CollectingDispatcher()
     events = await ActionStartExercise().run(dispatcher, tracker(patient_id, "affirm", "yes"), {})
     assert SlotSet("exercise_ready", True) in events
+
+
+async def test_yes_or_no_as_plain_answers_reach_an_open_offer(patient_id: str) -> None:
+    with new_session() as session, session.begin():
+        offered = programs.make_offer(session, patient_id, "breathing").id
+    events = await ActionStartExercise().run(CollectingDispatcher(), tracker(patient_id, "inform", "yes"), {})
+    assert SlotSet("exercise_session", offered) in events
+    with new_session() as session, session.begin():
+        programs.pause_active(session, patient_id)
+        programs.make_offer(session, patient_id, "sleep")
+    dispatcher = CollectingDispatcher()
+    events = await ActionStartExercise().run(dispatcher, tracker(patient_id, "inform", "nope"), {})
+    assert events == [SlotSet("exercise_ready", False)]
+    assert texts(dispatcher) == [programs.say("offer_declined")]
+    dispatcher = CollectingDispatcher()
+    events = await ActionStartExercise().run(dispatcher, tracker(patient_id, "inform", "6"), {})
+    assert events == [SlotSet("exercise_ready", False)]
+    assert texts(dispatcher) == ["utter_not_in_checkin"]
