@@ -330,3 +330,33 @@ def test_the_cli_records_the_diary_consent(clinic: str,
     assert [c.key for c in rows(patient_id)][:2] == ["diary-15m", "diary-30m"]
     with new_session() as session:
         assert diary.consents(session, patient_id) == {"diary": True, "diary_night": False}
+
+
+async def test_a_diary_prompt_through_the_actions(clinic: str) -> None:
+    """What the patient sees: a one-line intro, the one question, a short thanks."""
+    from rasa_sdk.events import SlotSet
+    from rasa_sdk.executor import CollectingDispatcher
+
+    from actions.checkin import ActionFinishCheckin, ActionStartCheckin, ValidateCheckinForm
+    from tests.unit.test_actions import DOMAIN, tracker
+
+    patient_id = mbb(clinic, consent=True)
+    first = rows(patient_id)[0]
+    assert first.key == "diary-15m"
+    dispatcher = CollectingDispatcher()
+    events = await ActionStartCheckin().run(dispatcher, tracker(
+        patient_id, entities=[{"entity": "checkin_id", "value": str(first.id)}]), DOMAIN)
+    assert SlotSet("checkin_items", ["diary_pain"]) in events
+    assert [m["text"] for m in dispatcher.messages] == ["Test Pain Clinic pain diary."]
+    slots = {"checkin_id": first.id, "checkin_items": ["diary_pain"], "diary_pain": "about a 3"}
+    events = await ValidateCheckinForm().run(
+        CollectingDispatcher(), tracker(patient_id, slots, text="about a 3",
+                                        requested="diary_pain"), DOMAIN)
+    assert SlotSet("diary_pain", 3) in events
+    dispatcher = CollectingDispatcher()
+    await ActionFinishCheckin().run(dispatcher, tracker(patient_id, slots), DOMAIN)
+    assert [m["text"] for m in dispatcher.messages] == ["Thank you, noted for your care team."]
+    with new_session() as session:
+        enrollment = session.execute(select(Enrollment)).scalar_one()
+        summary = diary.enrollment_summary(session, enrollment)
+    assert [r.pain for r in summary.readings] == [3] and summary.peak_relief == 62.5
