@@ -378,3 +378,20 @@ def test_red_flag_text_is_still_triaged_before_the_engine_sees_it() -> None:
 
     assert triage("i want to kill myself").tier == "crisis"
     assert Answer is not None
+
+
+def test_export_and_delete_include_self_management_data(clinic: str) -> None:
+    from painpath.models import PacingLog
+    from painpath.privacy import delete_patient, export_patient
+
+    pid = patient(clinic)
+    run(pid, "pacing_setup", ["no", "ok", "1", "12"])
+    run(pid, "sleep", ["no", "ok", "ok", "ok", "ok", "1"])
+    exported = export_patient(pid)
+    tables = exported["tables"] if "tables" in exported else exported
+    for name in ("exercise_session", "pacing_plan", "pacing_log", "goal"):
+        assert tables[name], name
+    delete_patient(pid, tracker_url=None)
+    with new_session() as session:
+        for model in (ExerciseSession, PacingPlan, PacingLog, Goal):
+            assert session.execute(select(model)).scalars().all() == [], model
