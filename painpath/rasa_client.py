@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 import httpx
@@ -18,6 +19,21 @@ class RasaUnavailable(RuntimeError):
     """The Rasa server did not answer."""
 
 
+_client: httpx.Client | None = None
+_client_lock = threading.Lock()
+
+
+def _shared_client() -> httpx.Client:
+    """One pooled client per process: a new httpx client per request costs ~10-20 ms of
+    CPU (it builds an SSL context), which capped the scheduler's check-in starts."""
+    global _client
+    with _client_lock:
+        if _client is None:
+            _client = httpx.Client(limits=httpx.Limits(max_connections=64,
+                                                       max_keepalive_connections=32))
+        return _client
+
+
 def trigger_intent(conversation_id: str, intent: str, entities: dict[str, Any] | None = None,
                    output_channel: str | None = None, rasa_url: str | None = None,
                    timeout: float = 30.0) -> list[dict[str, Any]]:
@@ -29,8 +45,9 @@ def trigger_intent(conversation_id: str, intent: str, entities: dict[str, Any] |
     url = f"{rasa_url or get_settings().rasa_url}/conversations/{conversation_id}/trigger_intent"
     params = {"output_channel": output_channel} if output_channel else {}
     try:
-        resp = httpx.post(url, params=params, json={"name": intent, "entities": entities or {}},
-                          timeout=timeout)
+        resp = _shared_client().post(url, params=params,
+                                     json={"name": intent, "entities": entities or {}},
+                                     timeout=timeout)
     except httpx.HTTPError as exc:
         raise RasaUnavailable(f"Rasa at {url} did not answer: {type(exc).__name__}") from None
     if resp.status_code >= 400:

@@ -19,7 +19,7 @@ from datetime import datetime, time, timedelta, timezone
 from typing import Any, Callable
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 
 from painpath import diary
 from painpath.db import new_session
@@ -109,8 +109,6 @@ def start_checkin_queued(patient_id: str) -> dict[str, Any]:
         LookupError: unknown patient, nothing to start, or SMS opted out.
     """
     from painpath.checkins import next_checkin
-    from painpath.messaging import record_outbound
-    from painpath.rasa_client import START_CHECKIN_INTENT, trigger_intent
 
     with new_session() as session:
         patient = session.get(Patient, patient_id)
@@ -122,28 +120,93 @@ def start_checkin_queued(patient_id: str) -> dict[str, Any]:
         if patient.channel == "sms" and patient.sms_opted_out:
             raise LookupError(f"patient {patient_id} has opted out of SMS (replied STOP)")
         channel, checkin_id, phone = patient.channel, checkin.id, patient.phone
-    t0 = clock.perf_counter()
+    return start_known_checkin(patient_id, checkin_id, channel, phone)
+
+
+def start_known_checkin(patient_id: str, checkin_id: int, channel: str,
+                        phone: str) -> dict[str, Any]:
+    """`start_checkin_queued` for a check-in the caller has already looked up (the sweep)."""
+    from painpath.rasa_client import START_CHECKIN_INTENT, trigger_intent
+
+    t0, c0 = clock.perf_counter(), clock.thread_time()
     bot = trigger_intent(patient_id, START_CHECKIN_INTENT,
                          entities={"checkin_id": str(checkin_id)})
-    t1 = clock.perf_counter()
+    t1, c1 = clock.perf_counter(), clock.thread_time()
+    texts = [t for t in (sms_text(m) for m in bot) if t]
+    record_bot_messages(patient_id, checkin_id, channel, phone, texts)
+    t2, c2 = clock.perf_counter(), clock.thread_time()
+    logger.debug("check-in %s started for patient %s by %s (%d message(s))",
+                 checkin_id, patient_id, channel, len(texts))
+    return {"patient_id": patient_id, "checkin_id": checkin_id, "channel": channel,
+            "messages": len(texts), "rasa_ms": (t1 - t0) * 1000, "record_ms": (t2 - t1) * 1000,
+            "rasa_client_cpu_ms": (c1 - c0) * 1000, "record_cpu_ms": (c2 - c1) * 1000}
+
+
+def record_bot_messages(patient_id: str, checkin_id: int, channel: str, phone: str,
+                        texts: list[str]) -> None:
+    """One INSERT for a start's messages; a key already used is skipped (no duplicate)."""
+    from painpath.db import get_engine
+    from painpath.models import Message
+    from painpath.settings import get_settings
+    from painpath.sms_text import to_gsm
+
+    if not texts:
+        return
+    sms = channel == "sms"
+    sender = (get_settings().twilio_from_number or "painpath") if sms else "bot"
+    rows = [{"patient_id": patient_id, "direction": "out", "channel": channel,
+             "to": phone if sms else "web", "from_": sender,
+             "body": to_gsm(text) if sms else text,
+             "status": "queued" if sms else "delivered",  # the chat page shows web ones
+             "idempotency_key": f"checkin-start:{checkin_id}:{i}", "attempts": 0}
+            for i, text in enumerate(texts)]
+    engine = get_engine()
+    if engine.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
+    with engine.begin() as conn:
+        conn.execute(insert(Message).on_conflict_do_nothing(index_elements=["idempotency_key"]),
+                     rows)
+
+
+def trigger_and_record(patient_id: str, intent: str, entities: dict[str, Any],
+                       key_prefix: str) -> dict[str, Any]:
+    """Inject `intent` into the patient's conversation through Rasa's HTTP API and
+    record the bot's messages: SMS rows queued for the dispatcher, web rows for the
+    chat page. Each row's idempotency key is `key_prefix` and the message's position,
+    so a repeat after a crash never records (or sends) a message twice.
+
+    Raises:
+        LookupError: unknown patient, or SMS opted out.
+    """
+    from painpath.messaging import deliver, record_outbound
+    from painpath.rasa_client import trigger_intent
+
+    with new_session() as session:
+        patient = session.get(Patient, patient_id)
+        if patient is None:
+            raise LookupError(f"no patient {patient_id!r}")
+        if patient.channel == "sms" and patient.sms_opted_out:
+            raise LookupError(f"patient {patient_id} has opted out of SMS (replied STOP)")
+        channel, phone = patient.channel, patient.phone
+    bot = trigger_intent(patient_id, intent, entities=entities)
     texts = [t for t in (sms_text(m) for m in bot) if t]
     queued = []
     with new_session() as session, session.begin():
         for i, text in enumerate(texts):
             msg = record_outbound(session, to=phone if channel == "sms" else "web", body=text,
                                   channel=channel, patient_id=patient_id,
-                                  idempotency_key=f"checkin-start:{checkin_id}:{i}")
+                                  idempotency_key=f"{key_prefix}:{i}")
             if msg is None:
                 continue
             if channel == "web":
                 msg.from_, msg.status = "bot", "delivered"  # the chat page shows it
             else:
                 queued.append(msg.id)
-    t2 = clock.perf_counter()
-    logger.info("check-in %s started for patient %s by %s (%d message(s) queued)",
-                checkin_id, patient_id, channel, len(queued))
-    return {"patient_id": patient_id, "checkin_id": checkin_id, "channel": channel,
-            "queued": queued, "rasa_ms": (t1 - t0) * 1000, "record_ms": (t2 - t1) * 1000}
+    for message_id in queued:
+        deliver(message_id)
+    return {"patient_id": patient_id, "channel": channel, "queued": queued}
 
 
 class _SweepTimer:
@@ -155,10 +218,18 @@ class _SweepTimer:
         self.rasa_ms: list[float] = []
         self.record_ms: list[float] = []
         self.starter_ms: list[float] = []
+        self.cpu: dict[str, float] = {}  # thread CPU ms per phase
 
-    def add(self, name: str, seconds: float) -> None:
+    def add(self, name: str, seconds: float, cpu_seconds: float | None = None) -> None:
         with self.lock:
             self.phase[name] = self.phase.get(name, 0.0) + seconds * 1000
+            if cpu_seconds is not None:
+                key = name.replace("_ms", "_cpu_ms")
+                self.cpu[key] = self.cpu.get(key, 0.0) + cpu_seconds * 1000
+
+    def add_cpu(self, name: str, ms: float) -> None:
+        with self.lock:
+            self.cpu[name] = self.cpu.get(name, 0.0) + ms
 
     def summary(self, started: int) -> dict[str, Any]:
         def pct(v: list[float], q: float) -> float | None:
@@ -166,7 +237,13 @@ class _SweepTimer:
             return round(s[min(len(s) - 1, int(q * len(s)))], 1) if s else None
 
         own = self.phase.get("decide_ms", 0) + self.phase.get("claim_ms", 0) + sum(self.record_ms)
+        own_cpu = sum(v for k, v in self.cpu.items() if k != "rasa_client_cpu_ms")
         return {"started": started, **{k: round(v, 1) for k, v in self.phase.items()},
+                **{k: round(v, 1) for k, v in self.cpu.items()},
+                # the scheduler's own CPU (decide, claim, record), per started check-in
+                "own_cpu_ms_per_checkin": round(own_cpu / started, 3) if started else None,
+                "rasa_client_cpu_ms_per_checkin": round(
+                    self.cpu.get("rasa_client_cpu_ms", 0) / started, 3) if started else None,
                 "rasa_ms_p50": pct(self.rasa_ms, 0.5), "rasa_ms_p95": pct(self.rasa_ms, 0.95),
                 "rasa_ms_total": round(sum(self.rasa_ms), 1),
                 "record_ms_total": round(sum(self.record_ms), 1),
@@ -184,10 +261,9 @@ def start_due_checkins(now: datetime | None = None, starter: Callable[[str], Any
     are in flight at once, so one slow start does not hold up the others.
     """
     now = now or utcnow()
-    starter = starter or start_checkin_queued
     concurrency = max(1, concurrency or START_CONCURRENCY)
     timer = _SweepTimer()
-    t_decide = clock.perf_counter()
+    t_decide, c_decide = clock.perf_counter(), clock.thread_time()
     started, missed, deferred = [], [], []
     with new_session() as session, session.begin():
         session.execute(  # claimed by a sweep that died before Rasa started it
@@ -206,8 +282,13 @@ def start_due_checkins(now: datetime | None = None, starter: Callable[[str], Any
             .order_by(CheckIn.patient_id, CheckIn.due_at)
         ).all()
         latest: dict[str, int] = {}
-        for checkin, _patient in rows:
+        info: dict[int, tuple[str, str]] = {}  # check-in id → (channel, phone)
+        for checkin, patient in rows:
             latest[checkin.patient_id] = checkin.id
+            info[checkin.id] = (patient.channel, patient.phone)
+        # an upper bound of today's contacts for every patient at once: the exact
+        # (per-patient) count is only needed where the bound reaches the cap
+        recent = _recent_contacts(session, now)
         for checkin, patient in rows:
             if latest[checkin.patient_id] != checkin.id or not still_relevant(checkin, now):
                 _mark_missed(session, checkin, now)
@@ -219,6 +300,7 @@ def start_due_checkins(now: datetime | None = None, starter: Callable[[str], Any
             elif (in_quiet_hours(now, patient.timezone, patient.clinic)
                   and not diary.night_allowed(session, checkin)) or \
                     (not diary.cap_exempt(session, checkin) and
+                     recent.get(patient.id, 0) >= patient.clinic.daily_contact_cap and
                      contacts_today(session, patient, now) >= patient.clinic.daily_contact_cap):
                 deferred.append(checkin.id)
         stale = session.execute(
@@ -232,20 +314,25 @@ def start_due_checkins(now: datetime | None = None, starter: Callable[[str], Any
             select(CheckIn.patient_id).where(CheckIn.status.in_(("in_progress", "starting"))))}
     deferred_ids = set(deferred)
     todo = [(p, c) for p, c in latest.items() if c not in deferred_ids and p not in busy]
-    timer.add("decide_ms", clock.perf_counter() - t_decide)
+    timer.add("decide_ms", clock.perf_counter() - t_decide, clock.thread_time() - c_decide)
     started_lock = threading.Lock()
     slots = threading.Semaphore(concurrency)
 
     def run_one(patient_id: str, checkin_id: int) -> None:
         t0 = clock.perf_counter()
         try:
-            info = starter(patient_id)
+            if starter is None:  # what the sweep already looked up is not read again
+                result = start_known_checkin(patient_id, checkin_id, *info[checkin_id])
+            else:
+                result = starter(patient_id)
             with started_lock:
                 started.append(checkin_id)
-            if isinstance(info, dict) and "rasa_ms" in info:
+            if isinstance(result, dict) and "rasa_ms" in result:
                 with timer.lock:
-                    timer.rasa_ms.append(info["rasa_ms"])
-                    timer.record_ms.append(info["record_ms"])
+                    timer.rasa_ms.append(result["rasa_ms"])
+                    timer.record_ms.append(result["record_ms"])
+                timer.add_cpu("rasa_client_cpu_ms", result["rasa_client_cpu_ms"])
+                timer.add_cpu("record_cpu_ms", result["record_cpu_ms"])
         except Exception:
             logger.exception("check-in %s could not be started; will retry", checkin_id)
             with new_session() as session, session.begin():
@@ -262,17 +349,9 @@ def start_due_checkins(now: datetime | None = None, starter: Callable[[str], Any
     with ThreadPoolExecutor(concurrency, thread_name_prefix="checkin-start") as pool:
         for i in range(0, len(todo), chunk):
             part = todo[i:i + chunk]
-            t0 = clock.perf_counter()
-            claimed = []
-            with new_session() as session, session.begin():
-                for patient_id, checkin_id in part:
-                    if session.execute(
-                            update(CheckIn).where(CheckIn.id == checkin_id,
-                                                  CheckIn.status == "scheduled")
-                            .values(status="starting", started_at=now)
-                            .execution_options(synchronize_session=False)).rowcount:
-                        claimed.append((patient_id, checkin_id))
-            timer.add("claim_ms", clock.perf_counter() - t0)
+            t0, c0 = clock.perf_counter(), clock.thread_time()
+            claimed = _claim_checkins(part, now)
+            timer.add("claim_ms", clock.perf_counter() - t0, clock.thread_time() - c0)
             for patient_id, checkin_id in claimed:
                 slots.acquire()
                 pool.submit(run_one, patient_id, checkin_id)
@@ -280,6 +359,37 @@ def start_due_checkins(now: datetime | None = None, starter: Callable[[str], Any
     if started:
         logger.info("sweep stats %s", json.dumps(timer.summary(len(started))))
     return SweepResult(started=sorted(started), missed=missed, deferred=deferred)
+
+
+def _recent_contacts(session, now: datetime) -> dict[str, int]:  # type: ignore[no-untyped-def]
+    """Per patient, check-ins started or reminded in the last 26 h (≥ any local day's
+    contacts so far): one query instead of two per due patient."""
+    since = now - timedelta(hours=26)
+    out: dict[str, int] = {}
+    for pid, started, reminded in session.execute(
+            select(CheckIn.patient_id, CheckIn.started_at, CheckIn.reminder_sent_at).where(
+                or_(CheckIn.started_at >= since, CheckIn.reminder_sent_at >= since))):
+        out[pid] = out.get(pid, 0) + (started is not None and started >= since) + \
+            (reminded is not None and reminded >= since)
+    return out
+
+
+def _claim_checkins(part: list[tuple[str, int]], now: datetime) -> list[tuple[str, int]]:
+    """Claim still-scheduled check-ins ("starting") in one transaction."""
+    from painpath.db import get_engine
+
+    ids = {checkin_id: patient_id for patient_id, checkin_id in part}
+    stmt = (update(CheckIn).where(CheckIn.id.in_(list(ids)), CheckIn.status == "scheduled")
+            .values(status="starting", started_at=now))
+    engine = get_engine()
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            got = set(conn.execute(stmt.returning(CheckIn.id)).scalars())
+        else:  # SQLite (no RETURNING here): one statement per row, one transaction
+            got = {cid for cid in ids if conn.execute(
+                update(CheckIn).where(CheckIn.id == cid, CheckIn.status == "scheduled")
+                .values(status="starting", started_at=now)).rowcount}
+    return [(ids[c], c) for c in ids if c in got]
 
 
 def send_reminders(now: datetime | None = None) -> list[int]:

@@ -23,6 +23,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from painpath.settings import get_settings
 
 logger = logging.getLogger(__name__)
+logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per Rasa request otherwise
 
 SWEEP_JOB_ID = "sweep-due-checkins"
 SWEEP_SECONDS = 30
