@@ -27,6 +27,7 @@ from __future__ import annotations
 import base64
 import logging
 import os
+import threading
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from decimal import Decimal
@@ -34,7 +35,18 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from sqlalchemy import MetaData, Table, and_, create_engine, delete, func, or_, select
+from sqlalchemy import (
+    MetaData,
+    Table,
+    and_,
+    create_engine,
+    delete,
+    func,
+    inspect,
+    or_,
+    select,
+    text,
+)
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -105,8 +117,7 @@ class PatientTable:
 def patient_tables(conn: Connection, patient: Patient) -> list[PatientTable]:
     """Every table holding `patient`'s rows, parents before children, with the
     condition that selects them (schema reflected from the live database)."""
-    meta = MetaData()
-    meta.reflect(bind=conn)
+    meta = _schema(conn)
     owned: dict[str, PatientTable] = {}
     for table in meta.sorted_tables:  # referenced tables come first
         if table.name in IGNORED:
@@ -128,6 +139,29 @@ def patient_tables(conn: Connection, patient: Patient) -> list[PatientTable]:
         if conditions:
             owned[table.name] = PatientTable(table, or_(*conditions))
     return list(owned.values())
+
+
+_schemas: dict[tuple[str, tuple[str, ...]], MetaData] = {}
+_schemas_lock = threading.Lock()
+
+
+def _schema(conn: Connection) -> MetaData:
+    """The reflected schema, cached per database and set of table names (reflecting
+    PostgreSQL's catalog costs about half a second; a new table or migration changes
+    the key)."""
+    names = tuple(sorted(inspect(conn).get_table_names()))
+    if "alembic_version" in names:  # a migration that adds a column changes it too
+        names += tuple(conn.execute(text("SELECT version_num FROM alembic_version")).scalars())
+    key = (conn.engine.url.render_as_string(hide_password=True), names)
+    with _schemas_lock:
+        meta = _schemas.get(key)
+    if meta is None:
+        meta = MetaData()
+        meta.reflect(bind=conn)
+        with _schemas_lock:
+            _schemas.clear()  # one schema per process is the normal case
+            _schemas[key] = meta
+    return meta
 
 
 def _unlinked_rows(conn: Connection, table: Table, patient: Patient) -> ColumnElement | None:
@@ -205,7 +239,7 @@ def export_patient(patient_id: str, *, clinic_id: int | None = None,
         patient = _find(session, patient_id, clinic_id)
         conn = session.connection()
         tables = {pt.name: _rows(conn, pt) for pt in patient_tables(conn, patient)}
-        audit_table = Table("audit_log", MetaData(), autoload_with=conn)
+        audit_table = _schema(conn).tables["audit_log"]
         retained = PatientTable(audit_table, audit_table.c.patient_id == patient.id)
         tables["audit_log"] = _rows(conn, retained)
         counts = {name: len(rows) for name, rows in tables.items()}

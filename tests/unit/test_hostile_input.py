@@ -130,7 +130,8 @@ def chat_bodies(draw: st.DrawFn) -> tuple[bytes, str]:
     if kind == "bad_utf8":
         return b'{"text": "' + draw(st.binary(min_size=1, max_size=50)) + b'\xff\xfe"}', \
             "application/json"
-    return urlencode({"text": draw(hostile_text)}).encode(), "application/x-www-form-urlencoded"
+    form = {"text": draw(hostile_text).encode("utf-8", "surrogatepass")}  # bad UTF-8 too
+    return urlencode(form).encode(), "application/x-www-form-urlencoded"
 
 
 @FUZZ
