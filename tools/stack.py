@@ -29,6 +29,9 @@ def free_port() -> int:
 
 
 def latest_model() -> Path:
+    given = os.environ.get("PAINPATH_RASA_MODEL")  # serve this model instead (benches, tests)
+    if given:
+        return Path(given).resolve()
     sys.path.insert(0, str(ROOT / "tools"))
     from train import model_path  # type: ignore[import-not-found]
 
