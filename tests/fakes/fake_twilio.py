@@ -47,6 +47,13 @@ class FakeTwilio:
     latency_fn: Callable[[str], float] | None = None  # To → extra seconds (e.g. random)
     fail_numbers: set[str] = field(default_factory=set)  # To → always 500
     drop_after_accept: int = 0  # accept the next N, then drop the connection (no reply)
+    # a share of creates that time out: the fake holds the request `timeout_seconds`
+    # (longer than the client waits) and then drops it; with `timeout_accepts` odds it
+    # had accepted the message anyway, as a slow Twilio may. Drawn with `fail_rate`
+    # from one roll, so fail_rate 0.3 + timeout_rate 0.1 fail 30 % and time out 10 %.
+    timeout_rate: float = 0.0
+    timeout_seconds: float = 12.0
+    timeout_accepts: float = 0.5
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -54,6 +61,8 @@ class FakeTwilio:
         self._server: ThreadingHTTPServer | None = None
         self._by_to: dict[str, list[SentSms]] = {}
         self.list_requests = 0
+        self.failed_requests = 0  # answered 500 by fail_rate
+        self.timed_out_requests = 0  # held and dropped by timeout_rate
 
     # --- server -----------------------------------------------------------------------------
     def start(self) -> "FakeTwilio":
@@ -100,7 +109,19 @@ class FakeTwilio:
                     fake.latency_fn(to) if fake.latency_fn else 0.0)
                 if delay > 0:
                     time.sleep(delay)
-                if (fake.fail_rate and random.random() < fake.fail_rate) or to in fake.fail_numbers:
+                roll = random.random()
+                if roll < fake.timeout_rate:
+                    with fake._lock:
+                        fake.timed_out_requests += 1
+                    if random.random() < fake.timeout_accepts:
+                        fake._accept(to, form)
+                    time.sleep(fake.timeout_seconds)  # the sender has given up by now
+                    self.close_connection = True
+                    return
+                if (fake.fail_rate and fake.timeout_rate <= roll < fake.timeout_rate + fake.fail_rate) \
+                        or to in fake.fail_numbers:
+                    with fake._lock:
+                        fake.failed_requests += fake.fail_rate > 0
                     self._reply(500, {"code": 20500, "message": "internal error", "status": 500})
                     return
                 if to in fake.opted_out:
@@ -134,6 +155,17 @@ class FakeTwilio:
         if self._server:
             self._server.shutdown()
             self._server.server_close()
+
+    def _accept(self, to: str, form: dict[str, str]) -> SentSms:
+        """Record a message as accepted (what a successful create does)."""
+        sms = SentSms(sid="SM" + secrets.token_hex(16), to=to, from_=form.get("From", ""),
+                      body=form.get("Body", ""), received_at=time.monotonic(),
+                      status_callback=form.get("StatusCallback"))
+        with self._cond:
+            self.messages.append(sms)
+            self._by_to.setdefault(sms.to, []).append(sms)
+            self._cond.notify_all()
+        return sms
 
     def _resource(self, sms: SentSms) -> dict:  # type: ignore[type-arg]
         return {"sid": sms.sid, "status": "queued", "to": sms.to, "from": sms.from_,
