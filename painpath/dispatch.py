@@ -124,7 +124,11 @@ def claim(limit: int, *, name: str = "", now: datetime | None = None,
             session.execute(update(Message).where(Message.id.in_(got)).values(**values)
                             .execution_options(synchronize_session=False))
         else:
-            # SQLite: one atomic statement under the database's single write lock
+            # SQLite: one atomic statement under the database's single write lock —
+            # taken only when a read shows there is something to claim (idle polls
+            # must not queue behind the other processes' writes)
+            if session.execute(candidates.limit(1)).first() is None:
+                return []
             session.execute(update(Message).where(
                 Message.id.in_(candidates.scalar_subquery()), where)
                 .values(**values).execution_options(synchronize_session=False))

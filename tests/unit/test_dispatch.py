@@ -301,3 +301,34 @@ def test_a_start_claimed_by_a_sweep_that_died_is_retried(clinic: str) -> None:
     assert len(again.started) == 1
     with new_session() as session:
         assert session.get(CheckIn, again.started[0]).status == "starting"
+
+
+def test_painpath_dispatcher_with_two_worker_processes(twilio: FakeTwilio, database_url: str,
+                                                       tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """`painpath dispatcher --workers 2`: two processes share the queue, each SMS once;
+    SIGINT stops them."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    twilio.latency = 0.05  # one worker alone would need 2.5 s: the other starts well before
+    queue(200)
+    env = {**os.environ, **twilio.env(), "DATABASE_URL": database_url,
+           "PAINPATH_SECRET_KEY": "k", "PYTHONPATH": str(root)}
+    log = tmp_path / "dispatcher.log"
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "painpath"), "dispatcher",
+                             "--workers", "2", "--concurrency", "4"], cwd=root, env=env,
+                            stdout=open(log, "wb"), stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    try:
+        twilio.wait_for(lambda msgs: len(msgs) >= 200, timeout=60)
+        time.sleep(0.5)
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(30)
+    assert len(twilio.messages) == 200 and len({m.to for m in twilio.messages}) == 200
+    claimers = {r.claimed_by.split(":")[1] for r in rows()}
+    assert len(claimers) == 2, claimers  # both worker processes took a share
