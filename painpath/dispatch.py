@@ -381,13 +381,18 @@ def run_workers(workers: int = 1, *, concurrency: int = CONCURRENCY,
                 lease_seconds: float = LEASE_SECONDS, poll_seconds: float = POLL_SECONDS,
                 stop: threading.Event | None = None) -> None:
     """`painpath dispatcher --workers N`: N worker processes (1: this process)."""
+    import signal
+
     stop = stop or threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        # SIGTERM/SIGINT: stop claiming, let the sends in flight finish and record
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        signal.signal(signal.SIGINT, lambda *_: stop.set())
     if workers <= 1:
         Dispatcher(concurrency=concurrency, lease_seconds=lease_seconds,
                    poll_seconds=poll_seconds).run(stop)
         return
     import multiprocessing as mp
-    import signal
 
     ctx = mp.get_context("spawn")  # no inherited database connections
     procs = [ctx.Process(target=_worker_main, args=(concurrency, lease_seconds, poll_seconds),
