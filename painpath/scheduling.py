@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import queue
 import threading
 import time as clock
 from concurrent.futures import ThreadPoolExecutor
@@ -123,9 +124,11 @@ def start_checkin_queued(patient_id: str) -> dict[str, Any]:
     return start_known_checkin(patient_id, checkin_id, channel, phone)
 
 
-def start_known_checkin(patient_id: str, checkin_id: int, channel: str,
-                        phone: str) -> dict[str, Any]:
-    """`start_checkin_queued` for a check-in the caller has already looked up (the sweep)."""
+def start_known_checkin(patient_id: str, checkin_id: int, channel: str, phone: str,
+                        record: Callable[[list[dict[str, Any]]], None] | None = None,
+                        ) -> dict[str, Any]:
+    """`start_checkin_queued` for a check-in the caller has already looked up (the sweep).
+    `record` writes the message rows (default: a transaction of their own)."""
     from painpath.rasa_client import START_CHECKIN_INTENT, trigger_intent
 
     t0, c0 = clock.perf_counter(), clock.thread_time()
@@ -133,7 +136,9 @@ def start_known_checkin(patient_id: str, checkin_id: int, channel: str,
                          entities={"checkin_id": str(checkin_id)})
     t1, c1 = clock.perf_counter(), clock.thread_time()
     texts = [t for t in (sms_text(m) for m in bot) if t]
-    record_bot_messages(patient_id, checkin_id, channel, phone, texts)
+    rows = bot_message_rows(patient_id, checkin_id, channel, phone, texts)
+    if rows:
+        (record or insert_message_rows)(rows)
     t2, c2 = clock.perf_counter(), clock.thread_time()
     logger.debug("check-in %s started for patient %s by %s (%d message(s))",
                  checkin_id, patient_id, channel, len(texts))
@@ -142,24 +147,36 @@ def start_known_checkin(patient_id: str, checkin_id: int, channel: str,
             "rasa_client_cpu_ms": (c1 - c0) * 1000, "record_cpu_ms": (c2 - c1) * 1000}
 
 
-def record_bot_messages(patient_id: str, checkin_id: int, channel: str, phone: str,
-                        texts: list[str]) -> None:
-    """One INSERT for a start's messages; a key already used is skipped (no duplicate)."""
-    from painpath.db import get_engine
-    from painpath.models import Message
+def bot_message_rows(patient_id: str, checkin_id: int, channel: str, phone: str,
+                     texts: list[str]) -> list[dict[str, Any]]:
+    """Message rows for a start's bot messages, keyed by check-in and position."""
     from painpath.settings import get_settings
     from painpath.sms_text import to_gsm
 
-    if not texts:
-        return
     sms = channel == "sms"
     sender = (get_settings().twilio_from_number or "painpath") if sms else "bot"
-    rows = [{"patient_id": patient_id, "direction": "out", "channel": channel,
+    now = utcnow()
+    return [{"patient_id": patient_id, "direction": "out", "channel": channel,
              "to": phone if sms else "web", "from_": sender,
              "body": to_gsm(text) if sms else text,
              "status": "queued" if sms else "delivered",  # the chat page shows web ones
-             "idempotency_key": f"checkin-start:{checkin_id}:{i}", "attempts": 0}
+             "idempotency_key": f"checkin-start:{checkin_id}:{i}", "attempts": 0,
+             "created_at": now, "updated_at": now}
             for i, text in enumerate(texts)]
+
+
+def record_bot_messages(patient_id: str, checkin_id: int, channel: str, phone: str,
+                        texts: list[str]) -> None:
+    """One INSERT for a start's messages; a key already used is skipped (no duplicate)."""
+    if texts:
+        insert_message_rows(bot_message_rows(patient_id, checkin_id, channel, phone, texts))
+
+
+def insert_message_rows(rows: list[dict[str, Any]]) -> None:
+    """INSERT … ON CONFLICT (idempotency_key) DO NOTHING, in one transaction."""
+    from painpath.db import get_engine
+    from painpath.models import Message
+
     engine = get_engine()
     if engine.dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
@@ -207,6 +224,55 @@ def trigger_and_record(patient_id: str, intent: str, entities: dict[str, Any],
     for message_id in queued:
         deliver(message_id)
     return {"patient_id": patient_id, "channel": channel, "queued": queued}
+
+
+class _RecordBatcher:
+    """Writes the message rows of concurrent starts in one transaction per batch (what
+    queued while the previous batch committed). A starter waits until its rows are
+    committed, so a start counts as done only once its SMS are recorded."""
+
+    def __init__(self) -> None:
+        self._queue: queue.Queue[tuple[list[dict[str, Any]], threading.Event, list[BaseException]] | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="checkin-record", daemon=True)
+        self.cpu_ms = 0.0  # this writer thread's CPU (part of the scheduler's own cost)
+        self._thread.start()
+
+    def record(self, rows: list[dict[str, Any]]) -> None:
+        done, error = threading.Event(), []  # type: ignore[var-annotated]
+        self._queue.put((rows, done, error))
+        done.wait()
+        if error:
+            raise error[0]
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join(30)
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            batch = [item]
+            while True:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    self._queue.put(None)  # stop after this batch
+                    break
+                batch.append(more)
+            c0 = clock.thread_time()
+            try:
+                insert_message_rows([r for rows, _, _ in batch for r in rows])
+            except BaseException as exc:  # noqa: BLE001 - each starter gets the error
+                for _, _, error in batch:
+                    error.append(exc)
+            finally:
+                self.cpu_ms += (clock.thread_time() - c0) * 1000
+                for _, done, _ in batch:
+                    done.set()
 
 
 class _SweepTimer:
@@ -322,7 +388,8 @@ def start_due_checkins(now: datetime | None = None, starter: Callable[[str], Any
         t0 = clock.perf_counter()
         try:
             if starter is None:  # what the sweep already looked up is not read again
-                result = start_known_checkin(patient_id, checkin_id, *info[checkin_id])
+                result = start_known_checkin(patient_id, checkin_id, *info[checkin_id],
+                                             record=batcher.record)
             else:
                 result = starter(patient_id)
             with started_lock:
@@ -346,6 +413,7 @@ def start_due_checkins(now: datetime | None = None, starter: Callable[[str], Any
 
     # claim a chunk at a time (one transaction), just before its starts can run
     chunk = concurrency * 2
+    batcher = _RecordBatcher()
     with ThreadPoolExecutor(concurrency, thread_name_prefix="checkin-start") as pool:
         for i in range(0, len(todo), chunk):
             part = todo[i:i + chunk]
@@ -355,6 +423,8 @@ def start_due_checkins(now: datetime | None = None, starter: Callable[[str], Any
             for patient_id, checkin_id in claimed:
                 slots.acquire()
                 pool.submit(run_one, patient_id, checkin_id)
+    batcher.close()
+    timer.add_cpu("record_batch_cpu_ms", batcher.cpu_ms)
     timer.add("wall_ms", clock.perf_counter() - t_decide)
     if started:
         logger.info("sweep stats %s", json.dumps(timer.summary(len(started))))
@@ -385,10 +455,11 @@ def _claim_checkins(part: list[tuple[str, int]], now: datetime) -> list[tuple[st
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
             got = set(conn.execute(stmt.returning(CheckIn.id)).scalars())
-        else:  # SQLite (no RETURNING here): one statement per row, one transaction
-            got = {cid for cid in ids if conn.execute(
-                update(CheckIn).where(CheckIn.id == cid, CheckIn.status == "scheduled")
-                .values(status="starting", started_at=now)).rowcount}
+        else:  # SQLite (no RETURNING here): read back in the same write transaction
+            conn.execute(stmt)
+            got = set(conn.execute(select(CheckIn.id).where(
+                CheckIn.id.in_(list(ids)), CheckIn.status == "starting",
+                CheckIn.started_at == now)).scalars())
     return [(ids[c], c) for c in ids if c in got]
 
 
