@@ -68,8 +68,17 @@ class ActionHandleRedFlag(Action):
             response = handle_red_flag(session, tracker.sender_id, tier,
                                        reasons or ["red flag in message"], text,
                                        checkin_id=int(checkin_id) if checkin_id else None)
-            if loop == EXERCISE_FORM:  # the red flag wins; the exercise can be resumed
-                programs.pause_active(session, tracker.sender_id)
+            stop = response.stop_checkin
+            extra: List[str] = []
+            if loop == EXERCISE_FORM:
+                # a routine note doesn't interrupt: the message also answers the step;
+                # anything more urgent wins and the exercise waits (resumable)
+                turn = programs.answer_flagged(session, tracker.sender_id, text) \
+                    if tier == "routine" else None
+                if turn is None:
+                    programs.pause_active(session, tracker.sender_id)
+                extra = turn.replies if turn is not None else []
+                stop = turn is None or turn.done
             offer = None
             if tier == "routine" and not loop:  # noted; what was asked for is still offered
                 offer = programs.offer_for_request(session, tracker.sender_id, _asked_for(tracker))
@@ -77,9 +86,9 @@ class ActionHandleRedFlag(Action):
                 checkin = session.get(CheckIn, int(checkin_id))
                 if checkin is not None and checkin.status == "in_progress":
                     checkin.status = "paused"  # answers kept; the nurse sees where it stopped
-        for reply in [*response.replies, *([offer] if offer else [])]:
+        for reply in [*response.replies, *extra, *([offer] if offer else [])]:
             dispatcher.utter_message(text=reply)
-        events.append(SlotSet("red_flag_stop", response.stop_checkin))
+        events.append(SlotSet("red_flag_stop", stop))
         if in_form or loop == EXERCISE_FORM:  # the rules reopen a check-in unless it had to stop
             events += [ActiveLoop(None), SlotSet("requested_slot", None)]
         return events, response.raised.alert_message_ids if response.raised else ()

@@ -449,6 +449,21 @@ def advance(session: Session, session_id: int, text: str, now: datetime | None =
     return _next(session, row, exercise, turn, now)
 
 
+def answer_flagged(session: Session, patient_id: str, text: str,
+                   now: datetime | None = None) -> Turn | None:
+    """A reply that carried a routine red flag (already noted for the care team)
+    still answers the step in progress; at the "anything new or worrying?" check
+    the exercise waits instead. None when no exercise is in progress."""
+    row = latest_session(session, patient_id, ("active",))
+    if row is None:
+        return None
+    steps = get_programs().exercises[row.exercise].steps
+    if row.step < len(steps) and steps[row.step].kind == "safety":
+        row.status = "paused"
+        return Turn(replies=[say("exit_later")], done=True, status="paused")
+    return advance(session, row.id, text, now)
+
+
 def _next(session: Session, row: ExerciseSession, exercise: Exercise, turn: Turn,
           now: datetime) -> Turn:
     row.step += 1

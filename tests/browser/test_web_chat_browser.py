@@ -60,3 +60,34 @@ def test_wrong_or_expired_link_reaches_no_conversation(stack, browser) -> None:
     assert "not valid" in page.content().lower() or "expired" in page.content().lower()
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "web-chat-bad-link.png"))
+
+
+def test_thought_record_in_the_web_chat(stack, browser) -> None:
+    """A multi-turn exercise reads well in the web chat and is stored step by step."""
+    when = (datetime.now(timezone.utc) - timedelta(days=3)).isoformat()
+    patient_id = stack.cli("enroll", "--clinic", "e2e", "--phone", "+14155550132",
+                           "--procedure", "epidural_steroid_injection", "--procedure-at", when,
+                           "--channel", "web", "--name", "Theo Thought").stdout.strip()
+    url = stack.cli("chat-link", "--patient", patient_id).stdout.strip()
+    page = browser.new_page(viewport={"width": 390, "height": 844})
+    page.goto(url)
+    page.locator("#message-input").wait_for(timeout=15000)
+    bot = page.locator("#messages .msg-bot")
+
+    def say(text: str, expect: str) -> None:
+        page.fill("#message-input", text)
+        page.keyboard.press("Enter")
+        bot.filter(has_text=expect).last.wait_for(timeout=30000)
+
+    say("I keep thinking it will never get better", "worrying")
+    say("no", "the situation")
+    say("lying awake at night", "went through your mind")
+    say("this pain will never end", "How strong")
+    say("85", "makes the thought feel true")
+    say("it has been months", "doesn't fit the thought")
+    say("last week I walked to the shop", "more balanced way")
+    say("Even though it's slow, I am doing a bit more", "feeling now")
+    say("60", "Thoughts aren't facts")
+    assert "from 85 to 60" in bot.last.inner_text()
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "web-chat-thought-record.png"), full_page=True)

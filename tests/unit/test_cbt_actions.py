@@ -209,3 +209,23 @@ async def test_yes_or_no_as_plain_answers_reach_an_open_offer(patient_id: str) -
     events = await ActionStartExercise().run(dispatcher, tracker(patient_id, "inform", "6"), {})
     assert events == [SlotSet("exercise_ready", False)]
     assert texts(dispatcher) == ["utter_not_in_checkin"]
+
+
+async def test_a_routine_note_mid_exercise_answers_the_step_and_urgent_pauses(patient_id: str) -> None:
+    session_id = await start(patient_id, "want_thought_record")
+    with new_session() as session, session.begin():
+        programs.advance(session, session_id, "no")  # past the safety check
+    t = tracker(patient_id, "red_flag", "lying awake at night again", {"exercise_session": session_id},
+                entities=[{"entity": "red_flag_tier", "value": "routine"}], in_form=True)
+    dispatcher = CollectingDispatcher()
+    events = await ActionHandleRedFlag().run(dispatcher, t, {})
+    assert SlotSet("red_flag_stop", False) in events
+    with new_session() as session:
+        row = session.get(ExerciseSession, session_id)
+        assert row.status == "active" and row.data["situation"] == "lying awake at night again"
+    t = tracker(patient_id, "red_flag", "the wound is oozing pus", {"exercise_session": session_id},
+                entities=[{"entity": "red_flag_tier", "value": "urgent"}], in_form=True)
+    events = await ActionHandleRedFlag().run(CollectingDispatcher(), t, {})
+    assert SlotSet("red_flag_stop", True) in events
+    with new_session() as session:
+        assert session.get(ExerciseSession, session_id).status == "paused"
