@@ -43,7 +43,9 @@ def trigger_intent(conversation_id: str, intent: str, entities: dict[str, Any] |
     channel itself.
     """
     url = f"{rasa_url or get_settings().rasa_url}/conversations/{conversation_id}/trigger_intent"
-    params = {"output_channel": output_channel} if output_channel else {}
+    params = {"token": get_settings().rasa_api_token}
+    if output_channel:
+        params["output_channel"] = output_channel
     try:
         resp = _shared_client().post(url, params=params,
                                      json={"name": intent, "entities": entities or {}},

@@ -5,6 +5,8 @@ Every variable is documented in `.env.example`. Nothing else in PainPath reads
 """
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import secrets
 from dataclasses import dataclass
@@ -37,6 +39,15 @@ class Settings:
     # Rasa's endpoints file (its tracker store is where a deleted patient's
     # conversation is removed); relative paths are read from the repository root
     rasa_endpoints: str = "bot/endpoints.yml"
+
+    @property
+    def rasa_api_token(self) -> str:
+        """The token Rasa's HTTP API demands (`rasa run --auth-token`): RASA_API_TOKEN,
+        else derived from the secret key so every process agrees without more setup."""
+        explicit = _env("RASA_API_TOKEN")
+        if explicit:
+            return explicit
+        return hmac.new(self.secret_key.encode(), b"rasa-http-api", hashlib.sha256).hexdigest()
 
     @property
     def twilio_configured(self) -> bool:
