@@ -62,6 +62,7 @@ class Stack:
     tracker_store_url: str | None = None
     lock_store_url: str | None = None
     lock_store_type: str = "bot.painpath_rasa.lock_store.AtomicRedisLockStore"
+    tracker_store_type: str = "bot.painpath_rasa.tracker_store.ResilientSQLTrackerStore"
     lock_key_prefix: str = field(default_factory=lambda: "pp" + secrets.token_hex(6))
     replicas: list[tuple[int, int]] = field(default_factory=list)
     production_endpoints: bool = False
@@ -116,7 +117,7 @@ class Stack:
         text = f'action_endpoint:\n  url: "http://127.0.0.1:{actions_port}/webhook"\n'
         if self.tracker_store_url:
             db = urlsplit(self.tracker_store_url)
-            text += ("tracker_store:\n  type: SQL\n  dialect: postgresql\n"
+            text += (f"tracker_store:\n  type: {self.tracker_store_type}\n  dialect: postgresql\n"
                      f"  url: {db.hostname or '127.0.0.1'}\n  port: {db.port or 5432}\n"
                      f"  db: {db.path.lstrip('/')}\n  username: {db.username or 'postgres'}\n"
                      + (f"  password: {db.password}\n" if db.password else ""))
