@@ -168,13 +168,39 @@ class Stack:
         self.procs[name] = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log,
                                             stderr=subprocess.STDOUT, start_new_session=True)
 
+    def api_token(self) -> str:
+        """The token Rasa's HTTP API demands: RASA_API_TOKEN, else the one every
+        PainPath process derives from its secret key (painpath/settings.py)."""
+        from painpath.settings import load_settings
+
+        explicit = self.env.get("RASA_API_TOKEN") or os.environ.get("RASA_API_TOKEN")
+        if explicit:
+            return explicit
+        saved = {k: os.environ.get(k) for k in ("PAINPATH_SECRET_KEY",)}
+        try:
+            if self.env.get("PAINPATH_SECRET_KEY"):
+                os.environ["PAINPATH_SECRET_KEY"] = self.env["PAINPATH_SECRET_KEY"]
+            return load_settings().rasa_api_token
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+
     def start(self, timeout: float = 180.0) -> "Stack":
         model = latest_model()
+        # Rasa's HTTP API (trigger_intent, trackers) answers only with the token; the
+        # channels' webhooks need none. This process and every child agree on it.
+        token = self.api_token()
+        self.env["RASA_API_TOKEN"] = token
+        os.environ.setdefault("RASA_API_TOKEN", token)
         self._spawn("actions", [str(BIN / "rasa"), "run", "actions", "--actions", "actions",
                                 "--port", str(self.actions_port)])
         if self.production_endpoints:
             self.proc_env["rasa"] = self.production_env(self.actions_port)
-        self._spawn("rasa", [str(BIN / "rasa"), "run", "--enable-api", "-m", str(model),
+        self._spawn("rasa", [str(BIN / "rasa"), "run", "--enable-api", "--auth-token", token,
+                             "-m", str(model),
                              "--endpoints", str(self._endpoints()),
                              "--credentials", "bot/credentials.yml",
                              "--port", str(self.rasa_port), "-i", "127.0.0.1"])
@@ -182,7 +208,8 @@ class Stack:
             self._spawn(actions_name, [str(BIN / "rasa"), "run", "actions", "--actions",
                                        "actions", "--port", str(actions_port)])
             endpoints = self._scaled_endpoints(actions_port, f"endpoints-{rasa_name}.yml")
-            self._spawn(rasa_name, [str(BIN / "rasa"), "run", "--enable-api", "-m", str(model),
+            self._spawn(rasa_name, [str(BIN / "rasa"), "run", "--enable-api", "--auth-token", token,
+                                    "-m", str(model),
                                     "--endpoints", str(endpoints),
                                     "--credentials", "bot/credentials.yml",
                                     "--port", str(rasa_port), "-i", "127.0.0.1"],
@@ -200,7 +227,8 @@ class Stack:
         checks = {"web": f"{self.web_url}/healthz"}
         for rasa_name, actions_name, rasa_port, actions_port in self._pairs():
             checks[actions_name] = f"http://127.0.0.1:{actions_port}/health"
-            checks[rasa_name] = f"http://127.0.0.1:{rasa_port}/status"
+            token = self.env.get("RASA_API_TOKEN", "")  # set by start()
+            checks[rasa_name] = f"http://127.0.0.1:{rasa_port}/status?token={token}"
         return checks
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:

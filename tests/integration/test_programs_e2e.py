@@ -104,3 +104,13 @@ def test_scheduled_pacing_prompt_goes_through_rasa_and_the_report_is_recorded(st
         plan = session.execute(select(PacingPlan).where(PacingPlan.patient_id == patient_id)).scalars().one()
         assert plan.status == "active" and plan.quota == pytest.approx(11.2)
     assert programs.due_sessions() == []  # tomorrow's prompt is not due yet
+
+
+def test_rasa_http_api_needs_the_token(stack) -> None:
+    """Only the channels' webhooks are open; conversations need the API token."""
+    import httpx
+
+    url = f"{stack.stack.rasa_url}/conversations/anyone/tracker"
+    assert httpx.get(url, timeout=30).status_code == 401
+    assert httpx.get(url, params={"token": "wrong"}, timeout=30).status_code == 401
+    assert httpx.get(url, params={"token": stack.env["RASA_API_TOKEN"]}, timeout=30).status_code == 200
