@@ -65,7 +65,7 @@ def test_wrong_or_expired_link_reaches_no_conversation(stack, browser) -> None:
 def test_thought_record_in_the_web_chat(stack, browser) -> None:
     """A multi-turn exercise reads well in the web chat and is stored step by step."""
     when = (datetime.now(timezone.utc) - timedelta(days=3)).isoformat()
-    patient_id = stack.cli("enroll", "--clinic", "e2e", "--phone", "+14155550132",
+    patient_id = stack.cli("enroll", "--clinic", "e2e", "--phone", "+14155557132",
                            "--procedure", "epidural_steroid_injection", "--procedure-at", when,
                            "--channel", "web", "--name", "Theo Thought").stdout.strip()
     url = stack.cli("chat-link", "--patient", patient_id).stdout.strip()

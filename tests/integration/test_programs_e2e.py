@@ -41,7 +41,7 @@ def daytime_zone() -> str:
 
 
 def test_breathing_on_request_by_sms(stack) -> None:
-    phone = "+14155550141"
+    phone = "+14155557141"
     patient_id = enroll(stack, phone)
     first = reply_to(stack, phone, "can we do the breathing thing")
     assert first[0].startswith("Belly breathing (about 3 min)") and "worrying" in first[0]
@@ -60,7 +60,7 @@ def test_breathing_on_request_by_sms(stack) -> None:
 
 
 def test_red_flag_mid_exercise_wins_and_the_exercise_resumes_later(stack, in_stack_db) -> None:
-    phone = "+14155550142"
+    phone = "+14155557142"
     patient_id = enroll(stack, phone)
     assert "Thought record" in reply_to(stack, phone, "I keep thinking it will never get better")[0]
     assert "situation" in reply_to(stack, phone, "no")[0]
@@ -79,7 +79,7 @@ def test_red_flag_mid_exercise_wins_and_the_exercise_resumes_later(stack, in_sta
 
 
 def test_scheduled_pacing_prompt_goes_through_rasa_and_the_report_is_recorded(stack, in_stack_db) -> None:
-    phone = "+14155550143"
+    phone = "+14155557143"
     patient_id = enroll(stack, phone)
     reply_to(stack, phone, "PACING")
     reply_to(stack, phone, "no")
