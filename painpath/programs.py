@@ -847,6 +847,19 @@ def contacts_today(session: Session, patient: Patient, now: datetime) -> int:
     return int(prompts) + summaries
 
 
+def recent_contacts(session: Session, since: datetime) -> dict[str, int]:
+    """Per patient, program contacts since `since` (an upper bound for the sweep)."""
+    out: dict[str, int] = {}
+    for pid, count in session.execute(
+            select(ExerciseSession.patient_id, func.count()).where(ExerciseSession.sent_at >= since)
+            .group_by(ExerciseSession.patient_id)):
+        out[pid] = out.get(pid, 0) + int(count)
+    for pid in session.execute(select(ProgramSummary.patient_id).where(
+            ProgramSummary.sent_at >= since)).scalars():
+        out[pid] = out.get(pid, 0) + 1
+    return out
+
+
 def _busy(session: Session, patient_id: str, now: datetime) -> bool:
     """A check-in or exercise under way: a scheduled prompt waits."""
     checkin = session.execute(select(CheckIn.id).where(
@@ -865,7 +878,7 @@ def due_sessions(now: datetime | None = None,
     under the clinic's daily cap, never after STOP; one left unsent for 12 h is
     missed (the next day's is scheduled). Returns the started session ids."""
     from painpath.db import new_session
-    from painpath.scheduling import contacts_today as checkin_contacts
+    from painpath.scheduling import contacts_today as all_contacts
     from painpath.scheduling import in_quiet_hours
 
     now = now or utcnow()
@@ -887,9 +900,8 @@ def due_sessions(now: datetime | None = None,
                 continue  # waits; missed after 12 h
             if in_quiet_hours(now, patient.timezone, patient.clinic) or _busy(session, patient.id, now):
                 continue
-            cap = patient.clinic.daily_contact_cap
-            if checkin_contacts(session, patient, now) + contacts_today(session, patient, now) >= cap:
-                continue
+            if all_contacts(session, patient, now) >= patient.clinic.daily_contact_cap:
+                continue  # every unprompted contact of the day counts (scheduling.contacts_today)
             won = session.execute(
                 update(ExerciseSession).where(ExerciseSession.id == row.id,
                                               ExerciseSession.status == "scheduled")
@@ -952,7 +964,7 @@ def send_weekly_summaries(now: datetime | None = None) -> list[str]:
     send window and the daily cap, never after STOP. Returns the patient ids."""
     from painpath.db import new_session
     from painpath.messaging import deliver, record_outbound
-    from painpath.scheduling import contacts_today as checkin_contacts
+    from painpath.scheduling import contacts_today as all_contacts
     from painpath.scheduling import in_quiet_hours
 
     now = now or utcnow()
@@ -972,8 +984,7 @@ def send_weekly_summaries(now: datetime | None = None) -> list[str]:
                 continue
             if in_quiet_hours(now, patient.timezone, patient.clinic):
                 continue
-            if checkin_contacts(session, patient, now) + contacts_today(session, patient, now) \
-                    >= patient.clinic.daily_contact_cap:
+            if all_contacts(session, patient, now) >= patient.clinic.daily_contact_cap:
                 continue
             text = weekly_summary(session, patient_id, now, since=summary.sent_at if summary else first)
             if summary is None:

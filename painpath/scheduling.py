@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, or_, select, update
 
-from painpath import diary
+from painpath import diary, programs
 from painpath.db import new_session
 from painpath.models import CheckIn, Clinic, Enrollment, Patient, utcnow
 
@@ -74,7 +74,8 @@ def in_quiet_hours(now: datetime, tz_name: str, clinic: Clinic | None = None) ->
 
 
 def contacts_today(session, patient: Patient, now: datetime) -> int:  # type: ignore[no-untyped-def]
-    """Unprompted contacts (check-in starts, reminders) in the patient's local day."""
+    """Unprompted contacts (check-in starts, reminders, self-management prompts and
+    summaries) in the patient's local day."""
     zone = ZoneInfo(patient.timezone)
     local = now.astimezone(zone)
     day_start = datetime.combine(local.date(), time(0, 0), tzinfo=zone).astimezone(timezone.utc)
@@ -86,7 +87,8 @@ def contacts_today(session, patient: Patient, now: datetime) -> int:  # type: ig
     reminded = session.execute(select(func.count()).select_from(CheckIn).where(
         CheckIn.patient_id == patient.id, CheckIn.reminder_sent_at >= day_start,
         CheckIn.reminder_sent_at <= now)).scalar_one()
-    return int(started) + int(reminded)
+    # pacing prompts, activity reviews and weekly summaries share the same cap
+    return int(started) + int(reminded) + programs.contacts_today(session, patient, now)
 
 
 def sms_text(bot_message: dict[str, Any]) -> str | None:
@@ -441,6 +443,8 @@ def _recent_contacts(session, now: datetime) -> dict[str, int]:  # type: ignore[
                 or_(CheckIn.started_at >= since, CheckIn.reminder_sent_at >= since))):
         out[pid] = out.get(pid, 0) + (started is not None and started >= since) + \
             (reminded is not None and reminded >= since)
+    for pid, count in programs.recent_contacts(session, since).items():
+        out[pid] = out.get(pid, 0) + count
     return out
 
 

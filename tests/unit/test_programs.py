@@ -395,3 +395,23 @@ def test_export_and_delete_include_self_management_data(clinic: str) -> None:
     with new_session() as session:
         for model in (ExerciseSession, PacingPlan, PacingLog, Goal):
             assert session.execute(select(model)).scalars().all() == [], model
+
+
+def test_one_daily_cap_for_checkins_and_program_prompts(clinic: str) -> None:
+    from painpath.scheduling import contacts_today as all_contacts
+
+    pid = patient(clinic)
+    evening = datetime(2026, 11, 26, 0, 5, tzinfo=timezone.utc)  # 18:05 Chicago, Nov 25
+    with new_session() as session, session.begin():
+        session.get(Patient, pid).clinic.daily_contact_cap = 1
+        programs.schedule(session, pid, "activation_review", evening - timedelta(minutes=5),
+                          {"activity": "x"})
+        first = session.execute(select(CheckIn).where(CheckIn.patient_id == pid)
+                                .order_by(CheckIn.due_at)).scalars().first()
+        first.started_at, first.status = evening - timedelta(hours=2), "completed"
+    assert programs.due_sessions(now=evening, starter=lambda p, s: None) == []  # cap reached
+    with new_session() as session, session.begin():
+        session.get(Patient, pid).clinic.daily_contact_cap = 2
+    assert len(programs.due_sessions(now=evening, starter=lambda p, s: None)) == 1
+    with new_session() as session:
+        assert all_contacts(session, session.get(Patient, pid), evening) == 2
