@@ -458,7 +458,7 @@ def inbound_bodies(stack: Any, phone: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def sms_patient(stack: Any) -> tuple[str, str]:
-    phone = "+14155550171"
+    phone = "+14155559171"
     pid = stack.cli("enroll", "--clinic", "e2e", "--phone", phone, "--procedure",
                     "facet_injection", "--procedure-at", "2026-01-05T09:00:00-05:00",
                     "--timezone", "America/New_York").stdout.strip()
@@ -520,7 +520,7 @@ def test_sms_webhook_refuses_100_kb_with_413(stack: Any, sms_patient: tuple[str,
     assert resp.status_code == 413
 
     def chunks() -> Iterator[bytes]:
-        yield b"From=%2B14155550171&Body="
+        yield b"From=%2B14155559171&Body="
         for _ in range(100):
             yield b"b" * KB
 
@@ -533,8 +533,8 @@ def test_sms_webhook_refuses_100_kb_with_413(stack: Any, sms_patient: tuple[str,
 
 @pytest.mark.stack
 def test_sms_webhook_invalid_utf8_is_400(stack: Any) -> None:
-    assert webhook_post(stack, b"From=%2B14155550171&Body=%ff%fe").status_code == 400
-    assert webhook_post(stack, b"From=%2B14155550171&Body=\xc3\x28").status_code == 400
+    assert webhook_post(stack, b"From=%2B14155559171&Body=%ff%fe").status_code == 400
+    assert webhook_post(stack, b"From=%2B14155559171&Body=\xc3\x28").status_code == 400
 
 
 @pytest.mark.stack
