@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Iterator
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -240,24 +241,28 @@ def _lock_tickets(r: Any, prefix: str, conversation_id: str) -> set[int]:
 
 def test_overlapping_messages_on_two_servers_take_turns(scaled: ScaledStack) -> None:
     """Each message is sent, to the other server than the last, as soon as the previous
-    one holds its ticket in the Redis lock (so most arrive while the previous turn is
-    still running on the other server): all are processed once, in the order sent, one
-    turn at a time, and each gets its own reply. Whether messages overlap depends on
-    timing, so up to three conversations are run until at least three did."""
+    one holds its ticket in the Redis lock: all are processed once, in the order sent,
+    one turn at a time, and each gets its own reply. So that messages really overlap
+    whatever the machine's speed, the test itself holds the conversation's lock (as a
+    third server would) while the first messages arrive: they must queue behind it."""
     import redis
+    from rasa.utils.endpoints import EndpointConfig
+
+    from bot.painpath_rasa.lock_store import AtomicRedisLockStore
 
     r = redis.Redis.from_url(REDIS_URL)
-    waited = 0  # messages that found the other server's turn still holding the lock
-    for phone in ("+14155550122", "+14155557122", "+14155557123"):
-        waited += _overlapping_round(scaled, r, phone)
-        if waited >= 3:
-            break
+    url = urlsplit(REDIS_URL)
+    holder = AtomicRedisLockStore(endpoint_config=EndpointConfig(
+        url=url.hostname or "127.0.0.1", type="x", port=url.port or 6379,
+        db=int(url.path.lstrip("/") or 0), key_prefix=scaled.stack.lock_key_prefix))
+    waited = _overlapping_round(scaled, r, "+14155550122", holder)
     assert waited >= 3, "the messages never overlapped: the test did not exercise the lock"
 
 
-def _overlapping_round(scaled: ScaledStack, r: Any, phone: str) -> int:
+def _overlapping_round(scaled: ScaledStack, r: Any, phone: str, holder: Any) -> int:
     prefix = scaled.stack.lock_key_prefix
     patient_id = scaled.enroll(phone, hours_ago=1)  # nothing due: every message is one turn
+    held = holder.issue_ticket(patient_id)  # the first messages queue behind this
     sent = [f"ok thanks {word}" for word in ("alpha", "bravo", "charlie", "delta", "echo",
                                              "foxtrot", "golf", "hotel", "india", "juliet",
                                              "kilo", "lima", "mike", "november")]
@@ -278,6 +283,8 @@ def _overlapping_round(scaled: ScaledStack, r: Any, phone: str) -> int:
                 if fut.done():  # already processed and gone
                     break
                 time.sleep(0.001)
+            if k == 3:
+                holder.finish_serving(patient_id, held)  # let the queue move
         responses = [f.result(timeout=120) for f in futures]
     assert [resp.status_code for resp in responses] == [200] * len(sent)
     segments = turns(scaled.tracker_events(patient_id, 1))
