@@ -36,7 +36,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Callable
+from typing import Callable, Protocol
 
 from sqlalchemy import and_, func, or_, select, update
 
@@ -52,6 +52,41 @@ LEASE_SECONDS = 60.0  # well above the gateway's HTTP timeout (10 s)
 CONCURRENCY = 16  # sends in flight per worker
 POLL_SECONDS = 0.2  # idle wait between claims
 LOOKUP_SKEW = timedelta(seconds=5)  # clock skew allowed when matching a provider's record
+
+
+class StopFlag(Protocol):
+    def is_set(self) -> bool: ...
+
+    def wait(self, timeout: float | None = None) -> bool: ...
+
+
+class SignalStop:
+    """A stop flag for SIGTERM/SIGINT handlers.
+
+    `threading.Event.set` takes the event's (non-reentrant) lock; a handler calling it
+    while the main thread is inside `Event.wait` on the same event — holding that lock
+    — deadlocks the process, and the dispatcher never stops. Setting this flag is one
+    assignment; waiting sleeps in short slices (a signal also cuts a sleep short).
+    """
+
+    def __init__(self, slice_seconds: float = 0.1) -> None:
+        self._set = False
+        self._slice = slice_seconds
+
+    def set(self, *_: object) -> None:
+        self._set = True
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def wait(self, timeout: float | None = None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._set:
+            left = self._slice if deadline is None else deadline - time.monotonic()
+            if left <= 0:
+                break
+            time.sleep(min(self._slice, left))
+        return self._set
 
 
 @dataclass(frozen=True)
@@ -325,7 +360,7 @@ class Dispatcher:
             pool.submit(self._send, c)
         return len(batch)
 
-    def run(self, stop: threading.Event, log_every: float = 10.0) -> None:
+    def run(self, stop: StopFlag, log_every: float = 10.0) -> None:
         """Run until `stop` is set; in-flight sends finish before it returns."""
         logger.info("dispatcher %s: %d sends in flight at most, lease %.0f s", self.name,
                     self.concurrency, self.lease_seconds)
@@ -379,15 +414,15 @@ def drain(*, database_url: str | None = None, gateway: SmsGateway | None = None,
 
 def run_workers(workers: int = 1, *, concurrency: int = CONCURRENCY,
                 lease_seconds: float = LEASE_SECONDS, poll_seconds: float = POLL_SECONDS,
-                stop: threading.Event | None = None) -> None:
+                stop: StopFlag | None = None) -> None:
     """`painpath dispatcher --workers N`: N worker processes (1: this process)."""
     import signal
 
-    stop = stop or threading.Event()
-    if threading.current_thread() is threading.main_thread():
+    if stop is None:
         # SIGTERM/SIGINT: stop claiming, let the sends in flight finish and record
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
-        signal.signal(signal.SIGINT, lambda *_: stop.set())
+        stop = signal_stop = SignalStop()
+        signal.signal(signal.SIGTERM, signal_stop.set)
+        signal.signal(signal.SIGINT, signal_stop.set)
     if workers <= 1:
         Dispatcher(concurrency=concurrency, lease_seconds=lease_seconds,
                    poll_seconds=poll_seconds).run(stop)
@@ -426,8 +461,8 @@ def _worker_main(concurrency: int, lease_seconds: float, poll_seconds: float) ->
 
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop = SignalStop()
+    signal.signal(signal.SIGTERM, stop.set)
+    signal.signal(signal.SIGINT, stop.set)
     Dispatcher(concurrency=concurrency, lease_seconds=lease_seconds,
                poll_seconds=poll_seconds).run(stop)

@@ -328,7 +328,34 @@ def test_painpath_dispatcher_with_two_worker_processes(twilio: FakeTwilio, datab
         time.sleep(0.5)
     finally:
         os.killpg(proc.pid, signal.SIGINT)
-        proc.wait(30)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            pytest.fail("dispatcher did not stop on SIGINT:\n" + log.read_text()[-4000:])
     assert len(twilio.messages) == 200 and len({m.to for m in twilio.messages}) == 200
     claimers = {r.claimed_by.split(":")[1] for r in rows()}
     assert len(claimers) == 2, claimers  # both worker processes took a share
+
+
+def test_signal_stop_is_set_by_a_signal_while_the_main_thread_waits_on_it() -> None:
+    """The dispatcher's SIGINT/SIGTERM flag: a handler sets it without a lock (an
+    Event's lock, held by the waiting main thread, deadlocked a worker), and a wait
+    returns soon after."""
+    import signal
+
+    from painpath.dispatch import SignalStop
+
+    assert SignalStop().wait(0.05) is False
+    before = signal.getsignal(signal.SIGALRM)
+    try:
+        for _ in range(20):  # signals land at different points of the wait loop
+            stop = SignalStop()
+            signal.signal(signal.SIGALRM, stop.set)
+            signal.setitimer(signal.ITIMER_REAL, 0.013)
+            t0 = time.monotonic()
+            assert stop.wait(5.0) is True
+            assert time.monotonic() - t0 < 1.0
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, before)
