@@ -1,2 +1,7 @@
 """Rasa custom actions (rasa-sdk). Thin: the logic lives in `painpath/`."""
 from actions import cbt, checkin, escalation  # noqa: F401  (registers the actions)
+from painpath.logsafety import install_phone_redaction
+
+# The action server has configured its logging by the time it imports this package:
+# third-party error text (Twilio's, for one) can name a phone number.
+install_phone_redaction()

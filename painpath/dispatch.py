@@ -459,8 +459,11 @@ def run_workers(workers: int = 1, *, concurrency: int = CONCURRENCY,
 def _worker_main(concurrency: int, lease_seconds: float, poll_seconds: float) -> None:
     import signal
 
+    from painpath.logsafety import install_phone_redaction
+
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    install_phone_redaction()  # a worker process configures its own logging
     stop = SignalStop()
     signal.signal(signal.SIGTERM, stop.set)
     signal.signal(signal.SIGINT, stop.set)

@@ -5,6 +5,10 @@ Content-Length at once, and while it streams for chunked bodies, so an oversized
 body is answered with 413 and never buffered whole. The cap depends on the path
 (the chat takes one message of at most 2,000 characters; the dashboard's forms
 are small; Twilio's callbacks are a few hundred bytes).
+
+A URL-encoded form carrying a NUL character (``%00`` or a raw NUL byte) is refused
+with 400: no browser form or Twilio callback sends one, and PostgreSQL cannot store
+it in text (a note or a name with one would fail with a 500 there and pass on SQLite).
 """
 from __future__ import annotations
 
@@ -32,6 +36,13 @@ PATH_LIMITS: tuple[tuple[str, int], ...] = (
 )
 
 
+class NulInForm(HTTPException):
+    """Raised from `receive` when a URL-encoded body carries a NUL."""
+
+    def __init__(self) -> None:
+        super().__init__(status_code=400, detail="NUL character in form")
+
+
 class BodyTooLarge(HTTPException):
     """Raised from `receive` when a streamed body passes its limit; an HTTPException
     so that FastAPI's body parsing passes it on as a 413 (not a 400)."""
@@ -48,9 +59,8 @@ def limit_for(path: str) -> int:
     return DEFAULT_LIMIT
 
 
-async def _refuse(send: Send) -> None:
-    body = b"payload too large"
-    await send({"type": "http.response.start", "status": 413,
+async def _refuse(send: Send, status: int = 413, body: bytes = b"payload too large") -> None:
+    await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"text/plain; charset=utf-8"),
                             (b"content-length", str(len(body)).encode()),
                             (b"connection", b"close")]})
@@ -68,7 +78,10 @@ class BodySizeLimit:
             await self.app(scope, receive, send)
             return
         limit = limit_for(scope.get("path", ""))
+        form = False
         for name, value in scope.get("headers", []):
+            if name == b"content-type":
+                form = value.split(b";")[0].strip().lower() == b"application/x-www-form-urlencoded"
             if name == b"content-length":
                 try:
                     declared = int(value)
@@ -81,14 +94,21 @@ class BodySizeLimit:
                     return
         received = 0
         started = False
+        tail = b""  # the end of the previous chunk: a "%00" can straddle two
 
         async def capped_receive() -> Message:
-            nonlocal received
+            nonlocal received, tail
             message = await receive()
             if message["type"] == "http.request":
-                received += len(message.get("body", b""))
+                chunk = message.get("body", b"")
+                received += len(chunk)
                 if received > limit:
                     raise BodyTooLarge()
+                if form:
+                    seen = tail + chunk
+                    if b"%00" in seen or b"\x00" in seen:
+                        raise NulInForm()
+                    tail = seen[-2:]
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -104,6 +124,10 @@ class BodySizeLimit:
                            _route(scope), limit)
             if not started:
                 await _refuse(send)
+        except NulInForm:
+            logger.warning("refused %s %s: NUL in a form", scope.get("method"), _route(scope))
+            if not started:
+                await _refuse(send, 400, b"bad request")
 
 
 _TOKEN = re.compile(r"/chat/[^/?\s]+")

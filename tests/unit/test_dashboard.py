@@ -420,3 +420,54 @@ def test_patient_page_shows_self_management_progress_escaped(client: TestClient,
     assert "Activity pacing: standing" in html and "being measured" in html
     assert "Even though it&#39;s hard" in html
     assert "<script>alert(1)</script>" not in html and "&lt;script&gt;" in html
+
+
+def test_a_form_with_a_nul_is_refused_not_stored(client: TestClient, nurse: int) -> None:
+    """PostgreSQL cannot store NUL in text: a note with one is refused with 400 on every
+    database (it used to be a 500 on PostgreSQL), and the escalation stays open."""
+    pid = add_patient("test", "+14155550116")
+    eid = add_flag(pid, "urgent", text="fever since last night")
+    token = csrf_of(client.get(f"/patients/{pid}").text)
+    for note in ("called back\x00", "%00 in the middle"):
+        raw = f"csrf_token={token}&outcome=called_patient&note=" + (
+            "called%20back%00" if "\x00" in note else "%2500%20kept")
+        resp = client.post(f"/escalations/{eid}/resolve", content=raw.encode(),
+                           headers={"Content-Type": "application/x-www-form-urlencoded"},
+                           follow_redirects=False)
+        if "\x00" in note:
+            assert resp.status_code == 400 and escalation(eid).status == "open"
+        else:  # "%00" typed as text is sent as %2500: stored as typed
+            assert resp.status_code == 303
+            assert escalation(eid).resolution_note == "%00 kept"
+
+
+def test_a_nul_split_across_body_chunks_is_still_found() -> None:
+    import asyncio
+
+    from web.limits import BodySizeLimit
+
+    async def app(scope, receive, send):  # type: ignore[no-untyped-def]
+        while (await receive()).get("more_body"):
+            pass
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    async def run(chunks: list[bytes]) -> int:
+        pending = [{"type": "http.request", "body": c, "more_body": i < len(chunks) - 1}
+                   for i, c in enumerate(chunks)]
+        sent: list[dict] = []
+
+        async def receive():  # type: ignore[no-untyped-def]
+            return pending.pop(0)
+
+        async def send(message):  # type: ignore[no-untyped-def]
+            sent.append(message)
+
+        scope = {"type": "http", "method": "POST", "path": "/escalations/1/resolve",
+                 "headers": [(b"content-type", b"application/x-www-form-urlencoded")]}
+        await BodySizeLimit(app)(scope, receive, send)
+        return sent[0]["status"]
+
+    assert asyncio.run(run([b"note=a%0", b"0b"])) == 400
+    assert asyncio.run(run([b"note=a%", b"00b"])) == 400
+    assert asyncio.run(run([b"note=a%2", b"500"])) == 200  # "%00" typed as text
