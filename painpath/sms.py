@@ -7,14 +7,16 @@ import logging
 import re
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from datetime import timedelta
+
+from sqlalchemy import select, update
 
 from painpath import consent
 from painpath.content import message
 from painpath.db import new_session
 from painpath.messaging import send_sms
 from painpath.escalation import acknowledge
-from painpath.models import Clinician, Escalation, Message, Patient
+from painpath.models import Clinician, Escalation, Message, Patient, utcnow
 from painpath.settings import get_settings
 from painpath.phone import InvalidPhone, mask, normalize
 
@@ -134,3 +136,46 @@ def send_to_patient(patient_id: str, text: str) -> Message | None:
         phone = patient.phone
     return send_sms(phone, text, patient_id=patient_id)
 
+
+
+# An inbound SMS forwarded to the assistant is "received" while its turn runs,
+# "handled" after it, "unhandled" if the turn failed (the webhook answered 500).
+# Twilio retries a failed webhook (README: `#rc=3&rp=ct,5xx`) with the same
+# MessageSid; the replay guard must let exactly that retry through, once.
+STALE_TURN = timedelta(seconds=90)  # longer than any turn (Rasa's lock lives 60 s)
+
+
+def mark_inbound(message_sid: str, status: str) -> None:
+    """Record the outcome of the turn an inbound SMS started: handled or unhandled."""
+    assert status in ("handled", "unhandled")
+    with new_session() as session, session.begin():
+        session.execute(update(Message).where(
+            Message.provider_sid == message_sid, Message.direction == "in",
+            Message.status.in_(("received", "retrying"))).values(status=status))
+
+
+def retry_inbound(message_sid: str) -> Routed | None:
+    """Twilio sent an SMS we recorded before: its turn again if the first attempt
+    failed (or died: still "received" after STALE_TURN), claimed atomically so that
+    concurrent retries run it once; None for a replay that must be ignored."""
+    with new_session() as session, session.begin():
+        row = session.execute(select(Message).where(
+            Message.provider_sid == message_sid, Message.direction == "in",
+            Message.patient_id.is_not(None))).scalars().first()
+        if row is None or row.status not in ("unhandled", "received") or \
+                consent.keyword(row.body) or not row.body.strip():
+            return None  # handled, being handled, or never a turn (keywords, pictures)
+        patient = session.get(Patient, row.patient_id)
+        if patient is None:
+            return None
+        claimed = session.execute(update(Message).where(
+            Message.id == row.id,
+            (Message.status == "unhandled") | ((Message.status == "received")
+                                               & (Message.created_at < utcnow() - STALE_TURN))
+        ).values(status="retrying").execution_options(synchronize_session=False)).rowcount
+        if claimed != 1:
+            return None  # its turn is still running, or another retry took it
+        active = [e for e in patient.enrollments if e.status == "active"]
+        logger.info("Twilio retried inbound SMS %s after a failed turn: processing it again",
+                    message_sid)
+        return Routed(patient.id, row.body, active[-1].procedure if active else None)

@@ -4,7 +4,7 @@ Unlike Rasa's own Twilio channel it validates `X-Twilio-Signature` (403 and
 nothing processed otherwise), refuses bodies over 64 KB without buffering them
 (413), bad UTF-8 (400) and a signed request without a well-formed MessageSid
 (400), processes a MessageSid only once (a replayed signed request is answered
-and ignored), maps the phone number to the patient id (the
+and ignored; Twilio's retry of a webhook whose turn failed with a 500 runs it again), maps the phone number to the patient id (the
 conversation id), honours STOP/START/HELP before anything else, records every
 message, and sends replies with the real `twilio` client off the event loop.
 """
@@ -130,25 +130,35 @@ class TwilioInput(InputChannel):
             text = clean_text(text, SMS_MAX_CHARS)
             loop = asyncio.get_running_loop()
             if await loop.run_in_executor(None, inbound_already_received, sid):
-                logger.info("replayed inbound SMS %s ignored", sid)
-                return response.text(EMPTY_TWIML, content_type="text/xml")
-            try:
-                routed = await loop.run_in_executor(None, sms.route_inbound, sender, text, sid)
-            except IntegrityError:
-                # the same SID twice at once: the other request recorded (and handles) it
-                if await loop.run_in_executor(None, inbound_already_received, sid):
-                    logger.info("concurrent replay of inbound SMS %s ignored", sid)
+                # a replay, or Twilio's retry of a webhook whose turn failed
+                routed = await loop.run_in_executor(None, sms.retry_inbound, sid)
+                if routed is None:
+                    logger.info("replayed inbound SMS %s ignored", sid)
                     return response.text(EMPTY_TWIML, content_type="text/xml")
-                raise
+            else:
+                try:
+                    routed = await loop.run_in_executor(None, sms.route_inbound, sender, text, sid)
+                except IntegrityError:
+                    # the same SID twice at once: the other request recorded (and handles) it
+                    if await loop.run_in_executor(None, inbound_already_received, sid):
+                        logger.info("concurrent replay of inbound SMS %s ignored", sid)
+                        return response.text(EMPTY_TWIML, content_type="text/xml")
+                    raise
             # an empty SMS (a picture only) is recorded but is not a turn: Rasa's
             # intent classifier fails on a message without tokens
             forward = routed.forward_text
             if routed.patient_id is not None and forward is not None and forward.strip():
-                await on_new_message(UserMessage(
-                    routed.forward_text, self.get_output_channel(), routed.patient_id,
-                    input_channel=self.name(),
-                    metadata={"message_sid": sid, "procedure": routed.procedure},
-                ))
+                try:
+                    await on_new_message(UserMessage(
+                        forward, self.get_output_channel(), routed.patient_id,
+                        input_channel=self.name(),
+                        metadata={"message_sid": sid, "procedure": routed.procedure},
+                    ))
+                except Exception:
+                    # 500: Twilio retries (README), and the retry runs the turn again
+                    await loop.run_in_executor(None, sms.mark_inbound, sid, "unhandled")
+                    raise
+                await loop.run_in_executor(None, sms.mark_inbound, sid, "handled")
             return response.text(EMPTY_TWIML, content_type="text/xml")
 
         return hook
