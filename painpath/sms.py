@@ -15,12 +15,16 @@ from painpath import consent
 from painpath.content import message
 from painpath.db import new_session
 from painpath.messaging import send_sms
-from painpath.escalation import acknowledge
+from painpath.escalation import acknowledge, raise_flag
 from painpath.models import Clinician, Escalation, Message, Patient, utcnow
 from painpath.settings import get_settings
 from painpath.phone import InvalidPhone, mask, normalize
 
 logger = logging.getLogger(__name__)
+
+
+PICTURE_NOTE = ("Sent a picture by SMS with no words. PainPath does not show pictures: "
+                "ask the patient, or see the message in the Twilio console.")
 
 
 @dataclass(frozen=True)
@@ -75,8 +79,9 @@ def _clinician_ack(phone: str, text: str, message_sid: str | None) -> bool:
     return True
 
 
-def route_inbound(sender: str, text: str, message_sid: str | None) -> Routed:
-    """Record an inbound SMS and decide what happens to it."""
+def route_inbound(sender: str, text: str, message_sid: str | None, media: int = 0) -> Routed:
+    """Record an inbound SMS (with `media` pictures or other attachments, which
+    PainPath does not fetch) and decide what happens to it."""
     try:
         phone = normalize(sender)
     except InvalidPhone:
@@ -93,6 +98,10 @@ def route_inbound(sender: str, text: str, message_sid: str | None) -> Routed:
         session.add(Message(patient_id=patient.id if patient else None, direction="in",
                             channel="sms", to="painpath", from_=phone, body=text[:4000],
                             status="received", provider_sid=message_sid, idempotency_key=key))
+        wordless = patient is not None and keyword is None and not text.strip()
+        if wordless and media:
+            # most often a photo of the injection site or a wound: a task for a nurse
+            raise_flag(session, patient.id, "routine", [PICTURE_NOTE], kind="picture")
         if patient is None:
             logger.info("inbound SMS from unknown number %s", mask(phone))
         elif keyword == "opt_out":
@@ -119,6 +128,11 @@ def route_inbound(sender: str, text: str, message_sid: str | None) -> Routed:
                                 emergency_number=emergency), patient_id=patient_id)
         return Routed(patient_id, None)
     if keyword == "opt_in":
+        return Routed(patient_id, None)
+    if wordless:  # no words: not a turn (Rasa's classifier needs a token)
+        send_to_patient(patient_id, message("picture_received", clinic_phone=clinic_phone,
+                                            emergency_number=emergency)
+                        if media else message("empty_sms"))
         return Routed(patient_id, None)
     return Routed(patient_id, text, procedure)
 

@@ -137,15 +137,16 @@ class TwilioInput(InputChannel):
                     return response.text(EMPTY_TWIML, content_type="text/xml")
             else:
                 try:
-                    routed = await loop.run_in_executor(None, sms.route_inbound, sender, text, sid)
+                    media = form.get("NumMedia", "0")
+                    routed = await loop.run_in_executor(
+                        None, sms.route_inbound, sender, text, sid,
+                        int(media) if media.isdigit() and len(media) < 4 else 0)
                 except IntegrityError:
                     # the same SID twice at once: the other request recorded (and handles) it
                     if await loop.run_in_executor(None, inbound_already_received, sid):
                         logger.info("concurrent replay of inbound SMS %s ignored", sid)
                         return response.text(EMPTY_TWIML, content_type="text/xml")
                     raise
-            # an empty SMS (a picture only) is recorded but is not a turn: Rasa's
-            # intent classifier fails on a message without tokens
             forward = routed.forward_text
             if routed.patient_id is not None and forward is not None and forward.strip():
                 try:

@@ -471,3 +471,13 @@ def test_a_nul_split_across_body_chunks_is_still_found() -> None:
     assert asyncio.run(run([b"note=a%0", b"0b"])) == 400
     assert asyncio.run(run([b"note=a%", b"00b"])) == 400
     assert asyncio.run(run([b"note=a%2", b"500"])) == 200  # "%00" typed as text
+
+
+def test_a_picture_task_is_in_the_queue(client: TestClient, nurse: int) -> None:
+    from painpath.sms import PICTURE_NOTE
+
+    pid = add_patient("test", "+14155550117")
+    with new_session() as session, session.begin():
+        raise_flag(session, pid, "routine", [PICTURE_NOTE], kind="picture")
+    page = client.get("/queue").text
+    assert "Picture sent" in page and "does not show pictures" in page

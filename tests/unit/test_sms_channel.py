@@ -23,10 +23,10 @@ from sqlalchemy import select, update
 from bot.painpath_rasa.twilio_channel import TwilioInput
 from painpath.db import new_session
 from painpath.models import Message, utcnow
-from tests.fakes.fake_twilio import sign
+from tests.fakes.fake_twilio import FakeTwilio, sign
 from tests.unit.test_dashboard import add_patient
 
-TOKEN = "channel-test-auth-token-0123456789"
+TOKEN = FakeTwilio.auth_token
 PUBLIC = "https://painpath.example.org"
 PHONE = "+14155550131"
 
@@ -50,9 +50,9 @@ class Assistant:
 def server(clinic: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Assistant]]:
     from painpath.settings import get_settings
 
-    monkeypatch.setenv("TWILIO_AUTH_TOKEN", TOKEN)
-    monkeypatch.setenv("TWILIO_ACCOUNT_SID", "AC" + "0" * 32)
-    monkeypatch.setenv("TWILIO_FROM_NUMBER", "+14155550000")
+    twilio = FakeTwilio().start()  # replies go out through the real twilio client
+    for key, value in twilio.env().items():
+        monkeypatch.setenv(key, value)
     monkeypatch.setenv("PUBLIC_BASE_URL", PUBLIC)
     get_settings.cache_clear()
     assistant = Assistant()
@@ -78,16 +78,21 @@ def server(clinic: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, 
                                               loop.run_forever()), daemon=True)
     thread.start()
     assert ready.wait(20), "Sanic did not start"
+    assistant.twilio = twilio  # type: ignore[attr-defined]
     yield f"http://127.0.0.1:{port}/webhooks/twilio/webhook", assistant
+    twilio.stop()
     holder["server"].close()  # stops listening; the loop goes with the thread
     loop.call_soon_threadsafe(loop.stop)
     thread.join(10)
     get_settings.cache_clear()
 
 
-def post(url: str, sid: str, body: str, sender: str = PHONE) -> httpx.Response:
+def post(url: str, sid: str, body: str, sender: str = PHONE, media: int = 0) -> httpx.Response:
     params = {"MessageSid": sid, "From": sender, "To": "+14155550000", "Body": body,
-              "AccountSid": "AC" + "0" * 32}
+              "AccountSid": "AC" + "0" * 32, "NumMedia": str(media)}
+    if media:
+        params["MediaUrl0"] = "https://api.twilio.com/2010-04-01/Accounts/AC/Messages/MM/Media/ME"
+        params["MediaContentType0"] = "image/jpeg"
     signature = sign(TOKEN, f"{PUBLIC}/webhooks/twilio/webhook", params)
     return httpx.post(url, data=params, headers={"X-Twilio-Signature": signature}, timeout=30)
 
@@ -174,3 +179,27 @@ def test_keywords_are_never_retried_but_an_opted_out_patients_words_are(
     assert post(url, failed, "I can't feel my legs").status_code == 500
     assert post(url, failed, "I can't feel my legs").status_code == 200
     assert assistant.turns == [(pid, "I can't feel my legs")] * 2
+
+
+def test_a_picture_without_words_is_answered_and_becomes_a_nurse_task(
+        server: tuple[str, Assistant]) -> None:
+    """Most often a photo of the injection site: nobody at PainPath can see it, so the
+    patient is asked for words and the care team gets a task. Not a turn: the
+    assistant needs words."""
+    from painpath.models import Escalation
+
+    url, assistant = server
+    pid = add_patient("test", PHONE)
+    sid = "MM" + secrets.token_hex(16)
+    assert post(url, sid, "", media=1).status_code == 200
+    assert post(url, sid, "", media=1).status_code == 200  # a replay: nothing more
+    assert post(url, new_sid(), "   ").status_code == 200  # empty, no picture
+    assert assistant.turns == []
+    twilio = assistant.twilio  # type: ignore[attr-defined]
+    twilio.wait_for(lambda msgs: len(msgs) >= 2, timeout=10)
+    bodies = [m.body for m in twilio.messages]
+    assert len(bodies) == 2 and "can't open pictures" in bodies[0] and "+14155550198" in bodies[0]
+    assert "empty" in bodies[1]
+    with new_session() as session:
+        tasks = session.execute(select(Escalation).where(Escalation.patient_id == pid)).scalars().all()
+        assert [(t.kind, t.tier, t.status) for t in tasks] == [("picture", "routine", "open")]
