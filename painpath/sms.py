@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
-
 from datetime import timedelta
 
 from sqlalchemy import select, update
@@ -149,7 +148,6 @@ def send_to_patient(patient_id: str, text: str) -> Message | None:
             return None
         phone = patient.phone
     return send_sms(phone, text, patient_id=patient_id)
-
 
 
 # An inbound SMS forwarded to the assistant is "received" while its turn runs,

@@ -27,11 +27,10 @@ Use it in endpoints.yml with the settings of Rasa's SQL store:
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from typing import Any, Awaitable, Callable, Optional, Text, TypeVar
-
-import json
 
 import sqlalchemy as sa
 from rasa.core.tracker_store import SQLTrackerStore, create_engine_kwargs
