@@ -6,8 +6,9 @@ nothing processed otherwise), refuses bodies over 64 KB without buffering them
 (400), processes a MessageSid only once (a replayed signed request is answered
 and ignored; Twilio's retry of a webhook whose turn failed with a 500 runs that turn
 again), maps the phone number to the patient id (the conversation id), answers a
-picture without words (PainPath shows no pictures) and makes it a nurse task, honours STOP/START/HELP before anything else, records every
-message, and sends replies with the real `twilio` client off the event loop.
+picture without words (PainPath shows no pictures) and makes it a nurse task,
+honours STOP/START/HELP before anything else, records every message, and sends
+replies with the real `twilio` client off the event loop.
 """
 from __future__ import annotations
 
