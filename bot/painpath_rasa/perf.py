@@ -4,9 +4,12 @@
   for every custom-action response; with jsonschema 4.17 that re-checks the schema
   against the meta-schema each time, which py-spy showed as ~40% of the Rasa
   server's CPU per check-in turn (two or three action calls per turn). Here the
-  validator is built once (the response format is a constant of the action class);
-  the response is validated exactly as before and an invalid one raises the same
-  ValidationError with Rasa's message.
+  validators are built once (the response format is a constant of the action class).
+  Rasa's event schema is a `oneOf` of 23 event schemas told apart by their `event`
+  constant, so every event was checked 23 times; an event can only match the one
+  schema of its own `event` value, so it is checked against that one alone (the
+  same verdict). A response that fails is validated again with Rasa's whole schema,
+  so it raises the same ValidationError with Rasa's message.
 - `Event.resolve_by_type` walks every subclass of `Event` (recursively, checking each
   for abstractness) for every event it deserialises: each tracker read and each
   action response, several dozen events per turn. Here the walk's result is kept
@@ -16,7 +19,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Dict, Optional, Text, Type
+from typing import Any, Dict, Optional, Text, Tuple, Type
 
 _VALIDATORS: Dict[str, Any] = {}
 _EVENT_TYPES: Dict[str, Any] = {}
@@ -32,6 +35,39 @@ def _validator(schema: Dict[Text, Any]) -> Any:
         cls.check_schema(schema)
         validator = _VALIDATORS[key] = cls(schema)
     return validator
+
+
+def _fast_checks(spec: Dict[Text, Any]) -> Optional[Tuple[Any, Dict[str, Any]]]:
+    """(a validator of the response without its events' alternatives, one validator
+    per `event` value: the event schema's own checks and that value's alternative),
+    or None if the event schema is not a `oneOf` of alternatives each fixing `event`
+    to a different constant."""
+    from jsonschema.validators import validator_for
+
+    item = spec.get("properties", {}).get("events", {}).get("items", {})
+    alternatives = item.get("oneOf") or []
+    consts = [alt.get("properties", {}).get("event", {}).get("const") for alt in alternatives]
+    if not alternatives or not all(isinstance(c, str) for c in consts) or \
+            len(set(consts)) != len(consts) or "event" not in item.get("required", []):
+        return None
+    base = {k: v for k, v in item.items() if k != "oneOf"}
+    cls = validator_for(item)
+    outer = {**spec, "properties": {**spec["properties"], "events": {"type": "array"}}}
+    return _validator(outer), {c: cls({**base, "allOf": [alt]})
+                               for c, alt in zip(consts, alternatives)}
+
+
+def _valid_fast(checks: Tuple[Any, Dict[str, Any]], result: Any) -> bool:
+    """True only if Rasa's whole schema accepts `result` (False: ask that schema)."""
+    outer, by_event = checks
+    if not outer.is_valid(result):
+        return False
+    for event in result.get("events") or []:
+        kind = event.get("event") if isinstance(event, dict) else None
+        validator = by_event.get(kind) if isinstance(kind, str) else None
+        if validator is None or not validator.is_valid(event):
+            return False
+    return True
 
 
 def _index_event_types() -> None:
@@ -72,11 +108,15 @@ def install() -> None:
         return
 
     def _validate_action_result(self: RemoteAction, result: Dict[Text, Any]) -> bool:
-        validator = type(self).__dict__.get("_painpath_validator")  # not a parent's
-        if validator is None:
-            validator = _validator(self.action_response_format_spec())
-            type(self)._painpath_validator = validator  # type: ignore[attr-defined]
-        error = best_match(validator.iter_errors(result))
+        kept = type(self).__dict__.get("_painpath_validators")  # not a parent's
+        if kept is None:
+            spec = self.action_response_format_spec()
+            kept = (_validator(spec), _fast_checks(spec))
+            type(self)._painpath_validators = kept  # type: ignore[attr-defined]
+        whole, checks = kept
+        if checks is not None and _valid_fast(checks, result):
+            return True
+        error = best_match(whole.iter_errors(result))
         if error is not None:
             error.message += (
                 ". Failed to validate Action server response from API, make sure your "

@@ -13,8 +13,8 @@ of a check-in is treated as a stranger. This store
   losing its tracker;
 - reads and writes Rasa's `events` table (same rows, same queries' meaning) with
   prepared SQLAlchemy Core statements instead of ORM objects. Every turn reads the
-  tracker once and writes it twice, on Rasa's event loop; bench/tracker_store.py
-  measures both ways.
+  tracker and writes it, on Rasa's event loop; bench/tracker_store.py measures both
+  ways.
 
 Use it in endpoints.yml with the settings of Rasa's SQL store:
 
