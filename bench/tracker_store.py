@@ -34,17 +34,6 @@ sys.path.insert(0, str(ROOT))
 OUT = ROOT / "bench" / "results" / "tracker_store.json"
 
 
-def fresh_database(admin_url: str, name: str) -> None:
-    import psycopg2
-
-    conn = psycopg2.connect(admin_url)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        cur.execute(f'CREATE DATABASE "{name}"')
-    conn.close()
-
-
 def turn_events(k: int) -> list[Any]:
     from rasa.shared.core.events import ActionExecuted, BotUttered, SlotSet, UserUttered
 
@@ -99,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     from rasa.core.tracker_store import SQLTrackerStore
     from rasa.shared.core.domain import Domain
 
+    from bench.load import recreate_database
     from bot.painpath_rasa.tracker_store import ResilientSQLTrackerStore
 
     domain = Domain.load(str(ROOT / "bot" / "domain"))
@@ -109,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     for rnd in range(2):
         for name, cls in stores.items():
             db = f"painpath_bench_ts_{name}"
-            fresh_database(args.pg_admin_url, db)
+            recreate_database(args.pg_admin_url, db)
             store = cls(domain, dialect="postgresql", host=hostname, port=int(port or 5432),
                         db=db, username="postgres")
             figures = asyncio.run(play(store, domain, args.conversations, args.turns))
