@@ -473,11 +473,17 @@ def test_a_nul_split_across_body_chunks_is_still_found() -> None:
     assert asyncio.run(run([b"note=a%2", b"500"])) == 200  # "%00" typed as text
 
 
-def test_a_picture_task_is_in_the_queue(client: TestClient, nurse: int) -> None:
+def test_picture_and_mood_screen_tasks_are_in_the_queue(client: TestClient, nurse: int) -> None:
+    """Tasks for the care team that are not red flags still reach the queue: a
+    picture nobody can see, a positive PHQ-2 (CLINICAL.md: a routine note)."""
     from painpath.sms import PICTURE_NOTE
 
     pid = add_patient("test", "+14155550117")
+    other = add_patient("test", "+14155550118", name="Moe Mood")
     with new_session() as session, session.begin():
         raise_flag(session, pid, "routine", [PICTURE_NOTE], kind="picture")
+        raise_flag(session, other, "routine", ["PHQ-2 score 4 of 6"], kind="mood_screen")
     page = client.get("/queue").text
     assert "Picture sent" in page and "does not show pictures" in page
+    assert "Mood screen (PHQ-2)" in page and "PHQ-2 score 4 of 6" in page
+    assert len(client.get("/queue.json").json()["items"]) == 2
