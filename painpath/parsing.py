@@ -78,6 +78,10 @@ _ONE_PRONOUN_BEFORE = {
 }
 
 _WORD_RE = re.compile(r"[a-z]+")
+# "fiveish", "twenty-ish": the number with "ish" as a word of its own.
+_ISH = re.compile(r"\b(" + "|".join(sorted(
+    [w for w in (*_UNIT_WORDS, *_TENS_WORDS) if w.isascii()], key=len, reverse=True))
+    + r")-?ish\b")
 
 
 def _normalise(text: str) -> str:
@@ -185,6 +189,7 @@ def _words_to_digits(text: str) -> str:
         Text where "twenty five" is "25", "six and a half" is "6.5" and
         "five point five" is "5.5".
     """
+    text = _ISH.sub(r"\1 ish", text)
     words = list(_WORD_RE.finditer(text))
     out: list[str] = []
     pos = 0
@@ -216,6 +221,9 @@ _HEDGE_BEFORE = re.compile(
     r"\b(?:not|never|isn'?t|wasn'?t|aren'?t|ain'?t|doesn'?t|didn'?t|don'?t|hasn'?t|"
     r"haven'?t|won'?t|almost|nearly|mostly|partly|partially|hardly|barely|quite|less than|"
     r"under|below)\s+$"
+    # "half the pain is gone", "80% of my pain has gone": only that part
+    r"|\b(?:half|some|most|part|much|a lot|a bit|quarters?|thirds?|\d+\s*%?)\s+(?:of\s+)?"
+    r"(?:the|my|that|this)\s+$"
 )
 
 _NEG_VERB = (
@@ -513,6 +521,24 @@ def _group_units(text: str, cands: list[_Cand]) -> list[_Unit]:
     return units
 
 
+# Hedges between a time marker and its number ("now maybe 50%", "today about a 4").
+_HEDGE_WORDS = re.compile(
+    r"\b(?:maybe|perhaps|probably|prob|about|around|roughly|approximately|approx|like|kinda|"
+    r"sorta|only|just|at|a|an|more like|close to|i'?d say|i guess|i think|i'?m at|it'?s|"
+    r"its|is)\b"
+)
+
+
+def _distance(gap: str) -> int:
+    """How far a time marker is from a number: the gap's length without hedges."""
+    return len(_HEDGE_WORDS.sub("", gap).strip())
+
+
+def _tagged_other(unit: _Unit, tag: str) -> bool:
+    """Whether an earlier marker gave `unit` the opposite time (past vs current)."""
+    return (_PAST if tag == _CURRENT else _CURRENT) in unit.tags
+
+
 def _attach_markers(text: str, start: int, end: int, units: list[_Unit]) -> None:
     """Tag the units of one clause as past or current from time markers.
 
@@ -539,9 +565,13 @@ def _attach_markers(text: str, start: int, end: int, units: list[_Unit]) -> None
                 target = prev_u or next_u
             elif prev_u is None or next_u is None:
                 target = prev_u or next_u
+            elif _tagged_other(prev_u, tag) and not _tagged_other(next_u, tag):
+                target = next_u  # "was 90% now maybe 50%": the 90 is taken
+            elif _tagged_other(next_u, tag) and not _tagged_other(prev_u, tag):
+                target = prev_u  # "a 6 now, i guess 7 this morning"
             else:
-                d_prev = len(text[prev_u.end:ms].strip())
-                d_next = len(text[me:next_u.start].strip())
+                d_prev = _distance(text[prev_u.end:ms])
+                d_next = _distance(text[me:next_u.start])
                 if d_prev == d_next:
                     target = next_u if how == _BI_NEXT else prev_u
                 else:

@@ -254,3 +254,26 @@ def test_dev_numbers_set() -> None:
 ])
 def test_phq_answers(text: str, expected: int | None) -> None:
     assert parse_answer("phq_0_3", text) == expected
+
+
+# --------------------------------------------------------------------------- #
+# Found by paraphrases written without reading the parser (2026-11-25)
+# --------------------------------------------------------------------------- #
+
+@pytest.mark.parametrize(("question", "text", "expected"), [
+    # "-ish" on a spelled number
+    ("pain_0_10", "sixish", 6), ("pain_0_10", "prob eight-ish tonight", 8),
+    ("pain_0_10", "finished my walk, 4", 4),  # "finish" is not "fin" + "ish"
+    # part of the pain gone is that part, not all of it
+    ("percent_relief", "i'd say half my pain has gone", 50),
+    ("percent_relief", "70 percent of the pain is gone", 70),
+    ("percent_relief", "most of the pain is gone", None),
+    ("percent_relief", "the pain is totally gone", 100),
+    # a hedge between "now" and its number does not move "now" to the old one
+    ("percent_relief", "day one it was 80% and now probably 40%", 40),
+    ("pain_0_10", "was a 9 now about a 5", 5),
+    ("pain_0_10", "a 3 now, i guess 6 last night", 3),
+    ("pain_0_10", "4 now maybe 7 before", 4),
+])
+def test_blind_paraphrases(question: str, text: str, expected: int | None) -> None:
+    assert _same(parse_answer(question, text), expected)
