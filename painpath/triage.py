@@ -106,6 +106,14 @@ def _damerau1(a: str, b: str) -> bool:
     return False
 
 
+# Between "but" and a resolution cue: "but (it was) back to normal by dinner".
+_RESOLVED_FILLER = {"it", "its", "it's", "they", "they're", "was", "were", "is", "are", "all",
+                    "now", "everything", "that", "that's", "has", "have", "had", "been", "then",
+                    "and", "'s", "totally", "completely", "pretty", "much", "mostly"}
+# A resolution that has not happened: "was supposed to wear off", "waiting for it to go away".
+_NOT_YET_RESOLVED = {"supposed", "should", "meant", "expected", "hoping", "hope", "waiting",
+                     "wait", "want", "wish"}
+
 # ───────────────────────────── pattern compiler ─────────────────────────────
 
 _WILD = {"TEXT": {"NOT_IN": [".", "!", "?", ";", "\n"]}, "OP": "?"}
@@ -449,6 +457,8 @@ class TriageEngine:
         self._neg_terms = set(t[0] for t in self.cues.get("negation_terminators", []) if len(t) == 1)
         self.self_words = set(_phrase_list(ctx.get("self_words")))
         self.other_words = set(_phrase_list(ctx.get("other_words")))
+        self.animal_words = set(_phrase_list(ctx.get("animal_words")))
+        self.other_words |= self.animal_words
 
         comp = _PatternCompiler(self.vocab)
         self._validate = validate
@@ -672,10 +682,19 @@ class TriageEngine:
             if toks[i] in stop:
                 hi = i
                 break
-        for cs, ce in self._find(toks, "resolved_after", end, hi):
+        cues = self._find(toks, "resolved_after", end, hi)
+        if hi < s1:
+            # "legs felt heavy for a few hours but back to normal by dinner"
+            j = hi + 1
+            while j < s1 and toks[j] in _RESOLVED_FILLER:
+                j += 1
+            cues += [c for c in self._find(toks, "resolved_after", j, s1) if c[0] == j]
+        for cs, ce in cues:
             prev = toks[cs - 1] if cs > 0 else ""
             if prev in {"not", "never", "no"} or (cs > 1 and toks[cs - 2] == "not"):
                 continue
+            if _NOT_YET_RESOLVED & set(toks[max(s0, cs - 4):cs]):
+                continue  # "was supposed to wear off", "waiting for it to go away"
             return True
         for cs, ce in self._find(toks, "resolved_before", max(s0, start - 5), start):
             if not any(t in stop for t in toks[ce:start]):
@@ -690,6 +709,12 @@ class TriageEngine:
                 hi = i
                 break
         return bool(self._find(toks, "improving_after", end, hi))
+
+    def _instruction_denied(self, toks, end, s1) -> bool:
+        """A warning sign someone explained, then denied: "the nurse said numbness in
+        the legs is something to call about, none so far"."""
+        return bool(self._find(toks, "instruction_after", end, s1)
+                    and self._find(toks, "denial_tail", 0, len(toks)))
 
     def _hypothetical(self, toks, start, s0) -> bool:
         cues = self._find(toks, "hypothetical_before", s0, start)
@@ -713,6 +738,10 @@ class TriageEngine:
                 break
         if ref is None:
             return False
+        if toks[ref] in self.animal_words:
+            return True  # "my cat threw up"
+        if self._find(toks, "self_contrast", 0, len(toks)):
+            return True  # "my neighbour collapsed, I'm fine"; "... so I might miss my appointment"
         same = ref >= s0
         if has_question and same:
             return True
@@ -724,7 +753,7 @@ class TriageEngine:
         return bool(self._find(toks, "other_past", ref if same else s0, hi))
 
     # -- numbers --
-    _NUM_RE = re.compile(r"^(\d{1,3}(?:\.\d{1,2})?)(?:ish)?$")
+    _NUM_RE = re.compile(r"^(\d{1,3}(?:\.\d{1,2})?)(?:ish|s)?$")  # 7ish, "in the 20s"
     _EXCL_UNITS = {"%", "percent", "lb", "lbs", "pounds", "kg", "mg", "mcg", "ml", "minutes",
                    "min", "hours", "hour", "years", "year", "days", "day", "weeks", "week",
                    "times", "out", "bpm", "am", "pm", "x", "seconds", "secs", "yrs", "oclock",
@@ -840,7 +869,7 @@ class TriageEngine:
                 words = set(self.vocab.get(rule.needs, []))
                 if not any(t in words for k, t in enumerate(toks[s0:s1]) if not (h.start <= s0 + k < h.end)):
                     continue
-            if self._hypothetical(toks, h.start, s0):
+            if self._hypothetical(toks, h.start, s0) or self._instruction_denied(toks, h.end, s1):
                 continue
             if self._negated(toks, h.start, s0, strict=False):
                 continue
