@@ -16,6 +16,8 @@ from painpath.parsing import (
 )
 
 DEV_NUMBERS = Path(__file__).resolve().parents[3] / "shared/eval/dev/numbers.jsonl"
+# Written blind, without reading the parser or the dev set (tests/data/README.md).
+PARAPHRASES = Path(__file__).resolve().parents[1] / "data/numbers_paraphrases.jsonl"
 
 
 def _same(got: object, expected: object) -> bool:
@@ -245,6 +247,16 @@ def test_dev_numbers_set() -> None:
     for miss in misses:
         print("  MISS", miss)
     assert len(rows) - len(misses) >= 38, "\n".join(misses)
+
+
+def test_blind_numbers_paraphrases() -> None:
+    rows = [json.loads(line) for line in PARAPHRASES.read_text().splitlines() if line.strip()]
+    misses = [f"{row['id']} {row['text']!r}: expected {row['expected']!r}, "
+              f"got {parse_answer(row['question'], row['text'])!r}"
+              for row in rows if not _same(parse_answer(row["question"], row["text"]),
+                                           row["expected"])]
+    assert len(rows) == 120
+    assert not misses, "\n".join(misses)
 
 
 @pytest.mark.parametrize(("text", "expected"), [

@@ -361,10 +361,22 @@ _RANK = {"none": 0, "routine": 1, "urgent": 2, "crisis": 3, "emergency": 4}
 @pytest.mark.skipif(not DEV.exists(), reason="dev set not present")
 def test_dev_set_bar():
     rows = [json.loads(line) for line in DEV.read_text(encoding="utf-8").splitlines() if line.strip()]
-    misses, false_alarms, benign, exact = [], 0, 0, 0
+    exact = sum(triage(row["text"], row.get("procedure")).tier == row["expected"] for row in rows)
+    misses, false_alarms, benign = _bar(rows)
+    assert not misses, misses
+    assert false_alarms <= 0.05 * benign, f"{false_alarms}/{benign} false alarms"
+    assert exact >= 0.9 * len(rows)
+
+
+# Paraphrase sets written blind (without reading the lexicon, the engine or the dev set)
+# to measure how the lexicon generalises: tests/data/triage_paraphrases.jsonl (README).
+PARAPHRASES = Path(__file__).resolve().parents[1] / "data/triage_paraphrases.jsonl"
+
+
+def _bar(rows):
+    misses, false_alarms, benign = [], 0, 0
     for row in rows:
         e, p = row["expected"], triage(row["text"], row.get("procedure")).tier
-        exact += p == e
         if e in ("emergency", "crisis") and p not in ("emergency", "crisis"):
             misses.append((row["id"], e, p, row["text"]))
         elif e == "urgent" and _RANK[p] < _RANK["urgent"]:
@@ -372,9 +384,16 @@ def test_dev_set_bar():
         if e in ("none", "routine"):
             benign += 1
             false_alarms += _RANK[p] >= _RANK["urgent"]
-    assert not misses, misses
+    return misses, false_alarms, benign
+
+
+def test_blind_paraphrase_sets_bar():
+    rows = [json.loads(line) for line in PARAPHRASES.read_text(encoding="utf-8").splitlines()
+            if line.strip()]
+    assert len(rows) >= 500
+    misses, false_alarms, benign = _bar(rows)
+    assert not misses, "\n".join(map(str, misses))
     assert false_alarms <= 0.05 * benign, f"{false_alarms}/{benign} false alarms"
-    assert exact >= 0.9 * len(rows)
 
 
 # ───────────────────────── regressions / engine internals ─────────────────────────
@@ -394,7 +413,8 @@ def test_token_matcher_matches_spacy_on_dev_set():
     eng = TriageEngine()
     if not DEV.exists():
         pytest.skip("dev set not present")
-    rows = [json.loads(line) for line in DEV.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = [json.loads(line) for path in (DEV, PARAPHRASES)
+            for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     spacy_m = eng.spacy_matcher()
     for row in rows:
         doc = eng.nlp.make_doc(eng._norm(row["text"]))
@@ -412,3 +432,49 @@ def test_loss_of_bladder_or_bowel_control_is_an_emergency(text: str) -> None:
 
 def test_no_loss_of_bladder_control_is_not_a_red_flag() -> None:
     assert triage("no fever, no loss of bladder control").tier == "none"
+
+
+def test_someone_else_when_the_texter_is_fine_or_names_their_own_appointment():
+    _check([
+        ("none", "my brother fainted at the match on saturday, i was fine though", None),
+        ("none", "my daughter has a fever so i may need to move my appointment", None),
+        ("none", "the dog was sick all over the kitchen floor", None),
+        # a carer reporting the patient's symptoms still escalates
+        ("emergency", "my husband fainted in the bathroom and is not answering me", None),
+        ("urgent", "my son has a fever since the injection yesterday", "facet_injection"),
+    ])
+
+
+def test_resolution_after_but_and_resolution_still_awaited():
+    _check([
+        ("none", "arm tingled for a bit after the block but it was back to normal by tea time",
+         None),
+        ("emergency", "the numbness should have worn off by now and it is creeping into both legs",
+         "medial_branch_block"),
+    ])
+
+
+def test_an_explained_warning_sign_then_denied():
+    _check([
+        ("none", "the leaflet says a fever is a warning sign, none so far", None),
+        # explained but not denied: still a red flag
+        ("emergency", "the doctor said leg weakness is a warning sign and my legs are weak now",
+         None),
+    ])
+
+
+def test_crisis_paraphrases_and_their_idioms():
+    _check([
+        ("crisis", "my wife keeps saying she wants to die", None),
+        ("crisis", "what is the point of living like this", None),
+        ("crisis", "they'd all be better off if i was gone", None),
+        ("crisis", "i have been stockpiling my tablets", None),
+        ("crisis", "i dont feel safe with myself tonight", None),
+        ("crisis", "he told me he has been thinking about hanging himself", None),
+        ("crisis", "i keep picturing stepping in front of a bus", None),
+        ("crisis", "i have been cutting my thighs with a razor again", None),
+        ("none", "i would rather not wake up at 5 for the appointment", None),
+        ("none", "i could die of embarrassment, fell asleep in the waiting room", None),
+        ("none", "i want to take my life back from this pain", None),
+        ("none", "the cat jumped out of the window again", None),
+    ])
