@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 import re
 import threading
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -110,6 +111,7 @@ def _damerau1(a: str, b: str) -> bool:
 _RESOLVED_FILLER = {"it", "its", "it's", "they", "they're", "was", "were", "is", "are", "all",
                     "now", "everything", "that", "that's", "has", "have", "had", "been", "then",
                     "and", "'s", "totally", "completely", "pretty", "much", "mostly"}
+_NO_ANSWERS = {"no", "nope", "none", "nah", "negative", "nil", "never", "nothing", "not really"}
 # A resolution that has not happened: "was supposed to wear off", "waiting for it to go away".
 _NOT_YET_RESOLVED = {"supposed", "should", "meant", "expected", "hoping", "hope", "waiting",
                      "wait", "want", "wish"}
@@ -407,6 +409,7 @@ class _Rule:
     overrides: tuple = ()
     masks: tuple = ()
     in_idioms: bool = False
+    resolvable: bool = True  # False: "stopped" is the symptom ("the stimulation has stopped")
 
 
 @dataclass
@@ -521,6 +524,7 @@ class TriageEngine:
             frozenset(set(r.get("features") or []) | {rid}),
             bool(r.get("improvable")), r.get("needs"), tuple(r.get("overrides") or ()),
             tuple(r.get("masks") or ()), bool(r.get("in_idioms")),
+            r.get("resolvable", True) is not False,
         )
         pats = []
         for p in r.get("patterns") or []:
@@ -535,6 +539,9 @@ class TriageEngine:
     # -- normalisation --
     def _norm(self, text: str) -> str:
         t = text.replace("\u2019", "'").replace("\u2018", "'").replace("`", "'")
+        if not t.isascii():  # "convulsión", "mañana": match without accents
+            t = "".join(c for c in unicodedata.normalize("NFKD", t)
+                        if not unicodedata.combining(c))
         t = _SOB_RE.sub(" short of breath ", t)
         t = t.lower()
         t = _DEG_RE.sub(r"\1 °\2", t)
@@ -670,7 +677,9 @@ class TriageEngine:
                 seg = between[len(between) - between[::-1].index(","):]
                 if any(t in self.self_words or t in self.other_words or t in {
                         "is", "am", "are", "was", "get", "got", "feel", "feels", "have", "has",
-                        "like", "more", "seems", "looks"} for t in seg) or len(seg) > 3:
+                        "like", "more", "seems", "looks", "keep", "keeps", "kept", "going",
+                        "goes", "went", "started", "starting", "came", "comes", "coming",
+                        "getting", "gets"} for t in seg) or len(seg) > 3:
                     continue
             return True
         return False
@@ -709,6 +718,16 @@ class TriageEngine:
                 hi = i
                 break
         return bool(self._find(toks, "improving_after", end, hi))
+
+    @staticmethod
+    def _answered_no(toks, end) -> bool:
+        """A symptom asked and answered: "Fever? No. Redness? No." """
+        j = end
+        while j < len(toks) and toks[j] in {"?", ":", "-", "=", "..."}:
+            j += 1
+        if j == end or j >= len(toks) or toks[j] not in _NO_ANSWERS:
+            return False
+        return j + 1 >= len(toks) or toks[j + 1] in _SENT_END or toks[j + 1] in {",", "-"}
 
     def _instruction_denied(self, toks, end, s1) -> bool:
         """A warning sign someone explained, then denied: "the nurse said numbness in
@@ -873,7 +892,9 @@ class TriageEngine:
                 continue
             if self._negated(toks, h.start, s0, strict=False):
                 continue
-            if self._resolved(toks, h.start, h.end, s0, s1):
+            if rule.resolvable and self._resolved(toks, h.start, h.end, s0, s1):
+                continue
+            if self._answered_no(toks, h.end):
                 continue
             if self._other_person(toks, h.start, h.end, s0, s1, has_question):
                 continue
