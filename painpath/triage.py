@@ -723,10 +723,14 @@ class TriageEngine:
     def _answered_no(toks, end) -> bool:
         """A symptom asked and answered: "Fever? No. Redness? No." """
         j = end
-        while j < len(toks) and toks[j] in {"?", ":", "-", "=", "..."}:
-            j += 1
-        if j == end or j >= len(toks) or toks[j] not in _NO_ANSWERS:
+        while j < min(len(toks), end + 4) and toks[j] not in _SENT_END and toks[j] != ":":
+            j += 1  # "numb legs? no": the question may name more than the match
+        k = j
+        while k < len(toks) and toks[k] in {"?", ":", "-", "=", "..."}:
+            k += 1
+        if k == j or k >= len(toks) or toks[k] not in _NO_ANSWERS:
             return False
+        j = k
         return j + 1 >= len(toks) or toks[j + 1] in _SENT_END or toks[j + 1] in {",", "-"}
 
     def _instruction_denied(self, toks, end, s1) -> bool:

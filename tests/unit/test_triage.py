@@ -478,3 +478,39 @@ def test_crisis_paraphrases_and_their_idioms():
         ("none", "i want to take my life back from this pain", None),
         ("none", "the cat jumped out of the window again", None),
     ])
+
+
+def test_asked_and_answered_no():
+    _check([
+        ("none", "Fever? No. Numb legs? No. Bladder ok? Yes", None),
+        ("urgent", "fever no better after tylenol, 101.2", None),  # "no better" is not an answer
+    ])
+
+
+def test_device_failure_is_not_resolved_by_stopped():
+    _check([("urgent", "the app says a lead is disconnected and the buzzing has stopped",
+             "scs_implant")])
+
+
+def test_spanish_with_and_without_accents():
+    _check([
+        ("emergency", "no puedo orinar desde anoche", None),
+        ("emergency", "tengo la cara y la lengua hinchadas", None),
+        ("crisis", "ya no quiero vivir así", None),
+        ("crisis", "ya no quiero vivir asi", None),
+        ("none", "me muero de hambre jaja", None),
+    ])
+
+
+def test_carer_reporting_something_that_just_happened():
+    _check([("emergency", "my husband has just collapsed in the garden", None),
+            ("none", "my husband collapsed years ago, he is fine now", None)])
+
+
+def test_prolonged_block_effects_across_sentences():
+    _check([
+        ("urgent", "My hand is still numb. It has been 5 days since the nerve block.",
+         "peripheral_nerve_block"),
+        ("routine", "My hand is still numb. The block was this morning.", "peripheral_nerve_block"),
+        ("urgent", "Voice still hoarse. It has been three days.", "sympathetic_block"),
+    ])
