@@ -733,9 +733,12 @@ class TriageEngine:
         j = k
         return j + 1 >= len(toks) or toks[j + 1] in _SENT_END or toks[j + 1] in {",", "-"}
 
-    def _instruction_denied(self, toks, end, s1) -> bool:
-        """A warning sign someone explained, then denied: "the nurse said numbness in
-        the legs is something to call about, none so far"."""
+    def _instruction_denied(self, toks, end, s1, has_question: bool) -> bool:
+        """A warning sign someone explained, then denied ("the nurse said numbness in
+        the legs is something to call about, none so far"), or asked about for the
+        leaflet's sake ("is it normal to lose bladder control? not happening to me")."""
+        if has_question and self._find(toks, "question_denial", 0, len(toks)):
+            return True
         return bool(self._find(toks, "instruction_after", end, s1)
                     and self._find(toks, "denial_tail", 0, len(toks)))
 
@@ -892,7 +895,8 @@ class TriageEngine:
                 words = set(self.vocab.get(rule.needs, []))
                 if not any(t in words for k, t in enumerate(toks[s0:s1]) if not (h.start <= s0 + k < h.end)):
                     continue
-            if self._hypothetical(toks, h.start, s0) or self._instruction_denied(toks, h.end, s1):
+            if self._hypothetical(toks, h.start, s0) or self._instruction_denied(
+                    toks, h.end, s1, has_question):
                 continue
             if self._negated(toks, h.start, s0, strict=False):
                 continue
