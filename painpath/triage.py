@@ -111,6 +111,12 @@ def _damerau1(a: str, b: str) -> bool:
 _RESOLVED_FILLER = {"it", "its", "it's", "they", "they're", "was", "were", "is", "are", "all",
                     "now", "everything", "that", "that's", "has", "have", "had", "been", "then",
                     "and", "'s", "totally", "completely", "pretty", "much", "mostly"}
+# "gone <word>" is a change, not a resolution: "gone tight", "gone numb", "gone red"
+_GONE_CHANGE = {"tight", "red", "numb", "hard", "white", "blue", "black", "purple", "pink",
+                "weak", "dead", "stiff", "funny", "weird", "floppy", "hot", "cold", "shiny",
+                "worse", "bad", "crazy", "off", "green", "yellow", "grey", "gray", "pale", "up",
+                "limp", "swollen", "puffy", "wobbly", "all", "really", "very", "completely",
+                "totally", "a", "into", "through", "to"}
 _NO_ANSWERS = {"no", "nope", "none", "nah", "negative", "nil", "never", "nothing", "not really"}
 # A resolution that has not happened: "was supposed to wear off", "waiting for it to go away".
 _NOT_YET_RESOLVED = {"supposed", "should", "meant", "expected", "hoping", "hope", "waiting",
@@ -704,6 +710,8 @@ class TriageEngine:
                 continue
             if _NOT_YET_RESOLVED & set(toks[max(s0, cs - 4):cs]):
                 continue  # "was supposed to wear off", "waiting for it to go away"
+            if toks[ce - 1] == "gone" and ce < len(toks) and toks[ce] in _GONE_CHANGE:
+                continue  # "the skin's gone tight", "my leg has gone numb"
             return True
         for cs, ce in self._find(toks, "resolved_before", max(s0, start - 5), start):
             if not any(t in stop for t in toks[ce:start]):
@@ -765,14 +773,17 @@ class TriageEngine:
         if ref is None:
             return False
         if toks[ref] in self.animal_words:
-            return True  # "my cat threw up"
+            # "my cat threw up"; but "picked up the cat and felt a sudden pain" is the
+            # patient's own pain
+            return start - ref <= 4
         if self._find(toks, "self_contrast", 0, len(toks)):
             return True  # "my neighbour collapsed, I'm fine"; "... so I might miss my appointment"
         same = ref >= s0
         if has_question and same:
             return True
         hi = min(s1, end + 4)
-        if self._find(toks, "other_recent", ref, s1 if same else min(len(toks), end + 4)):
+        if self._find(toks, "other_recent", s0 if same else ref,
+                      s1 if same else min(len(toks), end + 4)):
             return False  # a carer reporting something happening now
         # someone named only in an earlier sentence ("My wife had a nice day. Chest pain.")
         # does not own this symptom unless its own sentence puts it in their past
@@ -830,7 +841,8 @@ class TriageEngine:
                 v = float(sv)
                 decimal = "." in sv
                 if (gl_dist is not None or gl_unit) and unit is None and (
-                        tp_dist is None or (gl_dist is not None and gl_dist < tp_dist)):
+                        tp_dist is None or (gl_dist is not None and gl_dist < tp_dist)
+                        or v > 110):  # no temperature reads 380: "sugar reading 380"
                     if nxt in self._EXCL_UNITS:
                         continue
                     if 40 <= v <= 900 and not nxt.startswith("mmol"):
