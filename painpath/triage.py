@@ -117,7 +117,7 @@ _GONE_CHANGE = {"tight", "red", "numb", "hard", "white", "blue", "black", "purpl
                 "worse", "bad", "crazy", "off", "green", "yellow", "grey", "gray", "pale", "up",
                 "limp", "swollen", "puffy", "wobbly", "all", "really", "very", "completely",
                 "totally", "a", "into", "through", "to"}
-_NO_ANSWERS = {"no", "nope", "none", "nah", "negative", "nil", "never", "nothing", "not really"}
+_NO_ANSWERS = {"no", "nope", "none", "nah", "negative", "nil", "never", "nothing"}
 # A resolution that has not happened: "was supposed to wear off", "waiting for it to go away".
 _NOT_YET_RESOLVED = {"supposed", "should", "meant", "expected", "hoping", "hope", "waiting",
                      "wait", "want", "wish"}
@@ -738,8 +738,7 @@ class TriageEngine:
             k += 1
         if k == j or k >= len(toks) or toks[k] not in _NO_ANSWERS:
             return False
-        j = k
-        return j + 1 >= len(toks) or toks[j + 1] in _SENT_END or toks[j + 1] in {",", "-"}
+        return k + 1 >= len(toks) or toks[k + 1] in _SENT_END or toks[k + 1] in {",", "-"}
 
     def _instruction_denied(self, toks, end, s1, has_question: bool) -> bool:
         """A warning sign someone explained, then denied ("the nurse said numbness in
