@@ -14,7 +14,7 @@ PIP_QUIET := 2>&1 | grep -v "^WARNING: Location" || true
 STAMP := $(VENV)/.installed
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: help install run test test-unit test-stack test-pg test-stories lint train domain migrate seed chromium bench clean
+.PHONY: help install triage-model run test test-unit test-stack test-pg test-stories lint train domain migrate seed chromium bench clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -26,15 +26,20 @@ $(STAMP): requirements.txt pyproject.toml
 	@$(PY) -m pip install -q -U pip $(PIP_QUIET)
 	@$(PY) -m pip install -q -r requirements.txt $(PIP_QUIET)
 	@$(PY) -m pip install -q --no-deps -e . $(PIP_QUIET)
-	@$(PY) -c "import rasa, rasa_sdk, fastapi, twilio, spacy, alembic, playwright" || { echo "install failed"; exit 1; }
+	@$(PY) -c "import rasa, rasa_sdk, fastapi, twilio, spacy, alembic, playwright, tokenizers, safetensors" || { echo "install failed"; exit 1; }
 	@$(PY) tools/make_spacy_blank.py
+	@$(PY) tools/fetch_embeddings.py
 	@touch $(STAMP)
 
 install: $(STAMP) ## create .venv and install everything (idempotent)
 	@$(PY) tools/make_spacy_blank.py
+	@$(PY) tools/fetch_embeddings.py
 
 domain: $(STAMP) ## regenerate bot/domain/checkin_items.yml from the question content
 	@$(PY) tools/gen_checkin_domain.py
+
+triage-model: install ## retrain the triage recall layer (data/triage/) and choose its thresholds
+	@$(PY) tools/train_triage_model.py
 
 train: install ## train the Rasa model if its inputs changed
 	@$(PY) tools/train.py

@@ -296,7 +296,8 @@ def cmd_triage(args: argparse.Namespace) -> None:
 
     def one(row: dict[str, Any]) -> dict[str, Any]:
         result = triage(row.get("text") or "", row.get("procedure") or None)
-        return {**row, "tier": result.tier, "reasons": list(result.reasons)}
+        return {**row, "tier": result.tier, "reasons": list(result.reasons),
+                "screen": result.screen}
 
     if args.jsonl:
         _jsonl(args.jsonl, one)
@@ -304,8 +305,9 @@ def cmd_triage(args: argparse.Namespace) -> None:
     if not args.text:
         raise CliError("give TEXT or --jsonl FILE")
     out = one({"text": " ".join(args.text), "procedure": args.procedure})
-    _emit(args, {"tier": out["tier"], "reasons": out["reasons"]},
-          out["tier"] + ("" if not out["reasons"] else ": " + "; ".join(out["reasons"])))
+    _emit(args, {"tier": out["tier"], "reasons": out["reasons"], "screen": out["screen"]},
+          out["tier"] + ("" if not out["reasons"] else ": " + "; ".join(out["reasons"]))
+          + ("" if not out["screen"] else f" (screen: {out['screen']})"))
 
 
 def cmd_parse_answer(args: argparse.Namespace) -> None:

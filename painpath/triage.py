@@ -21,6 +21,9 @@ from typing import Any, Iterable
 
 import yaml
 
+from painpath.learned.recall import RecallModel, get_model
+from painpath.screens import IDEATION, NURSE_CALL, screen_book
+
 TIERS = ("none", "routine", "urgent", "crisis", "emergency")  # ascending severity
 _RANK = {t: i for i, t in enumerate(TIERS)}
 DEFAULT_LEXICON = Path(__file__).resolve().parent / "content" / "redflags.yaml"
@@ -37,6 +40,7 @@ _SENT_END = {".", "!", "?", ";", "\n", "\n\n"}
 class TriageResult:
     tier: str  # "emergency" | "crisis" | "urgent" | "routine" | "none"
     reasons: list[str] = field(default_factory=list)  # highest tier's reasons first
+    screen: str | None = None  # the direct safety question to ask next (screens.yaml)
 
 
 def tier_rank(tier: str) -> int:
@@ -435,7 +439,8 @@ def _phrase_list(items: Iterable[Any]) -> list[str]:
 class TriageEngine:
     """Red-flag triage engine; build once, call :meth:`triage` many times (thread-safe)."""
 
-    def __init__(self, lexicon_path: str | Path | None = None, validate: bool = False):
+    def __init__(self, lexicon_path: str | Path | None = None, validate: bool = False,
+                 learned: bool = True):
         import spacy
         from spacy.matcher import PhraseMatcher
 
@@ -516,6 +521,8 @@ class TriageEngine:
         if validate:
             self.spacy_matcher()  # let spaCy validate every compiled pattern
         self.nlp.make_doc("warm up")  # touch the tokenizer once
+        # the recall layer (painpath/learned/): None = the lexicon alone
+        self.recall: RecallModel | None = get_model() if learned else None
 
     # -- building --
     def _add_rule(self, r: dict, comp: _PatternCompiler) -> None:
@@ -543,6 +550,11 @@ class TriageEngine:
             self.phrases.add(rid, phr)
 
     # -- normalisation --
+    def normalise(self, text: str) -> str:
+        """The message as the rules and the recall layer read it (lower case, no accents,
+        contractions expanded, common misspellings repaired)."""
+        return self._norm(text)
+
     def _norm(self, text: str) -> str:
         t = text.replace("\u2019", "'").replace("\u2018", "'").replace("`", "'")
         if not t.isascii():  # "convulsión", "mañana": match without accents
@@ -600,9 +612,14 @@ class TriageEngine:
             raise ValueError(f"unknown procedure {procedure!r}")
         if not text or not text.strip():
             return TriageResult("none", [])
-        doc = self.nlp.make_doc(self._norm(text))
+        norm = self._norm(text)
+        doc = self.nlp.make_doc(norm)
         raw, toks = self._raw_matches(doc)
-        return self._decide(toks, raw, procedure)
+        lexicon = self._decide(toks, raw, procedure)
+        if self.recall is None:
+            return lexicon
+        probs = self.recall.probabilities(norm, procedure)
+        return TriageResult(*combine_layers(lexicon, probs, self.recall.thresholds, norm))
 
     def _raw_matches(self, doc) -> tuple[list[tuple[str, int, int]], list[str]]:
         texts, toks, nums = [], [], []
@@ -963,6 +980,40 @@ class TriageEngine:
         return {"normalised": doc.text, "matches": raw, "result": self.triage(text, procedure)}
 
 
+LEARNED_REASONS = {
+    "emergency": "possible emergency (learned layer)",
+    "crisis": "possible thoughts of suicide or self-harm (learned layer)",
+    "urgent": "possible red flag (learned layer)",
+}
+
+
+def combine_layers(lexicon: TriageResult, probs: dict[str, float], thresholds: dict[str, float],
+                   normalised_text: str) -> tuple[str, list[str], str | None]:
+    """The lexicon's verdict, raised by the recall layer where it is confident, and the
+    screen to ask where it is unsure (DESIGN.md "When unsure, ask — never drop").
+
+    The recall layer only ever raises a tier. Thresholds come with the model
+    (chosen on rounds it never trained on): ``*_high`` raise the tier, ``*_low``
+    ask a screen. Any crisis is asked ASQ item 5 (DESIGN.md, suicide and self-harm).
+    """
+    tier, reasons = lexicon.tier, list(lexicon.reasons)
+    p_emergency, p_crisis = probs["emergency"], probs["crisis"]
+    p_alert = p_emergency + p_crisis + probs["urgent"]
+    for wanted, confident in (("crisis", p_crisis >= thresholds["crisis_high"]),
+                              ("emergency", p_emergency >= thresholds["emergency_high"]),
+                              ("urgent", p_alert >= thresholds["alert_high"])):
+        if confident and _RANK[wanted] > _RANK[tier]:
+            tier, reasons = wanted, [LEARNED_REASONS[wanted], *reasons]
+    screen = None
+    if tier == "crisis" or (tier != "emergency" and p_crisis >= thresholds["crisis_low"]):
+        screen = IDEATION
+    elif tier != "emergency" and p_emergency >= thresholds["emergency_low"]:
+        screen = screen_book().pick_emergency(normalised_text)
+    elif _RANK[tier] < _RANK["urgent"] and p_alert >= thresholds["alert_low"]:
+        screen = NURSE_CALL
+    return tier, reasons, screen
+
+
 _ENGINE: TriageEngine | None = None
 _ENGINE_LOCK = threading.Lock()
 
@@ -982,4 +1033,5 @@ def triage(text: str, procedure: str | None = None) -> TriageResult:
     return get_engine().triage(text, procedure)
 
 
-__all__ = ["TIERS", "TriageResult", "TriageEngine", "triage", "tier_rank", "get_engine", "PROCEDURES"]
+__all__ = ["TIERS", "TriageResult", "TriageEngine", "triage", "tier_rank", "get_engine",
+           "PROCEDURES", "combine_layers"]

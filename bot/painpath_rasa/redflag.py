@@ -1,8 +1,8 @@
 """Rasa NLU component: red-flag triage on every message, in every dialogue state.
 
 Wraps `painpath.triage.TriageEngine`. When a message carries a red flag (any
-tier above none) it becomes the intent `red_flag` with confidence 1.0 and the
-entities `red_flag_tier` and `red_flag_reason`; one rule per dialogue state
+tier above none) or a screen (a direct safety question to ask) it becomes the intent `red_flag` with confidence 1.0 and the
+entities `red_flag_tier`, `red_flag_reason` and `red_flag_screen`; one rule per dialogue state
 then runs `action_handle_red_flag` (bot/rules/red_flags.yml). The patient's
 procedure comes from the channel's metadata (both PainPath channels send it).
 """
@@ -60,7 +60,7 @@ class RedFlagClassifier(GraphComponent):
         if procedure not in PROCEDURE_IDS:
             procedure = None
         result = self._engine.triage(text, procedure)
-        if result.tier == "none":
+        if result.tier == "none" and result.screen is None:
             return
         intent = {"name": RED_FLAG_INTENT, "confidence": 1.0}
         message.set(INTENT, intent, add_to_output=True)
@@ -68,12 +68,16 @@ class RedFlagClassifier(GraphComponent):
                    if r.get("name") != RED_FLAG_INTENT]
         message.set(INTENT_RANKING_KEY, [intent, *ranking], add_to_output=True)
         entities = [e for e in (message.get(ENTITIES) or [])
-                    if e.get("entity") not in ("red_flag_tier", "red_flag_reason")]
+                    if e.get("entity") not in ("red_flag_tier", "red_flag_reason",
+                                               "red_flag_screen")]
         extra: List[Dict[str, Any]] = [{"entity": "red_flag_tier", "value": result.tier,
                                         "start": 0, "end": len(text),
                                         "extractor": self.__class__.__name__}]
         extra += [{"entity": "red_flag_reason", "value": reason, "start": 0, "end": len(text),
                    "extractor": self.__class__.__name__} for reason in result.reasons]
+        if result.screen:
+            extra.append({"entity": "red_flag_screen", "value": result.screen, "start": 0,
+                          "end": len(text), "extractor": self.__class__.__name__})
         message.set(ENTITIES, entities + extra, add_to_output=True)
 
 

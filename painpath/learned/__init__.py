@@ -1,0 +1,1 @@
+"""The learned layer of red-flag triage: static word embeddings and the recall model."""
