@@ -985,25 +985,29 @@ LEARNED_REASONS = {
     "crisis": "possible thoughts of suicide or self-harm (learned layer)",
     "urgent": "possible red flag (learned layer)",
 }
-
-
 def combine_layers(lexicon: TriageResult, probs: dict[str, float], thresholds: dict[str, float],
                    normalised_text: str) -> tuple[str, list[str], str | None]:
     """The lexicon's verdict, raised by the recall layer where it is confident, and the
     screen to ask where it is unsure (DESIGN.md "When unsure, ask — never drop").
 
-    The recall layer only ever raises a tier. Thresholds come with the model
-    (chosen on rounds it never trained on): ``*_high`` raise the tier, ``*_low``
-    ask a screen. Any crisis is asked ASQ item 5 (DESIGN.md, suicide and self-harm).
+    - ``life_high``, ``alert_high``: the recall layer is confident enough to raise the
+      tier itself (to emergency or crisis, whichever is likelier; to urgent).
+    - ``*_low``: it is unsure; the matching screen is asked, the tier stays.
+    The recall layer never lowers the lexicon's tier: tried, it doubted short plain
+    red flags ("slurred speech", "numbness in my groin") that its training messages
+    mostly asked about or denied. Any crisis is also asked ASQ item 5 (DESIGN.md).
     """
     tier, reasons = lexicon.tier, list(lexicon.reasons)
     p_emergency, p_crisis = probs["emergency"], probs["crisis"]
     p_alert = p_emergency + p_crisis + probs["urgent"]
-    for wanted, confident in (("crisis", p_crisis >= thresholds["crisis_high"]),
-                              ("emergency", p_emergency >= thresholds["emergency_high"]),
-                              ("urgent", p_alert >= thresholds["alert_high"])):
-        if confident and _RANK[wanted] > _RANK[tier]:
-            tier, reasons = wanted, [LEARNED_REASONS[wanted], *reasons]
+    if p_emergency + p_crisis >= thresholds["life_high"]:  # a threat to life: which one
+        wanted = "crisis" if p_crisis >= p_emergency else "emergency"
+    elif p_alert >= thresholds["alert_high"]:
+        wanted = "urgent"
+    else:
+        wanted = "none"
+    if _RANK[wanted] > _RANK[tier]:
+        tier, reasons = wanted, [LEARNED_REASONS[wanted], *reasons]
     screen = None
     if tier == "crisis" or (tier != "emergency" and p_crisis >= thresholds["crisis_low"]):
         screen = IDEATION

@@ -27,6 +27,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
+from joblib import Parallel, delayed
 from scipy import sparse
 from sklearn.linear_model import LogisticRegression
 
@@ -44,7 +45,10 @@ DENSE_SCALE = 4.0
 C = 1.0
 SOURCES = [ROOT / "tools" / "train_triage_model.py", ROOT / "painpath" / "learned" / "recall.py",
            ROOT / "painpath" / "learned" / "embeddings.py"]
-BUDGET = {"false_alarms": 0.04, "screened_benign": 0.08}
+BUDGET = {"false_alarms": 0.045, "screened_benign": 0.09}
+GRID_HIGH = [0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 1.01]
+GRID_LOW = [0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 1.01]
+DEV = ROOT.parent / "shared" / "eval" / "dev" / "triage.jsonl"
 
 
 def _round_of(row: dict, file: Path) -> str:
@@ -66,16 +70,17 @@ def load_rows() -> list[dict]:
                     row = json.loads(line)
                     if row.get("expected") in CLASSES and row.get("text"):
                         row["round"] = _round_of(row, file)
+                        row["blind"] = file != PARAPHRASES  # the lexicon was never patched on it
                         rows.append(row)
     return rows
 
 
 def inputs_hash() -> str:
     digest = hashlib.sha256()
-    for file in [PARAPHRASES, *sorted(CORPUS_DIR.glob("*.jsonl")), *SOURCES]:
+    for file in [PARAPHRASES, *sorted(CORPUS_DIR.glob("*.jsonl")), *SOURCES, DEV]:
         digest.update(file.name.encode())
         digest.update(file.read_bytes())
-    digest.update(json.dumps([DENSE_SCALE, C, BUDGET]).encode())
+    digest.update(json.dumps([DENSE_SCALE, C, BUDGET, GRID_HIGH, GRID_LOW]).encode())
     return digest.hexdigest()[:16]
 
 
@@ -95,11 +100,28 @@ def design_matrix(engine: TriageEngine, rows: list[dict]) -> sparse.csr_matrix:
     return sparse.hstack([sparse.csr_matrix(np.asarray(dense)), onehot]).tocsr()
 
 
-def fit(x, y) -> LogisticRegression:
+def fit(x, y) -> tuple[np.ndarray, np.ndarray]:
+    """(coefficients (features x classes), intercepts); fitted on the columns in use."""
+    used = np.unique(x.indices)
     model = LogisticRegression(C=C, max_iter=3000, multi_class="multinomial",
                                class_weight="balanced")
-    model.fit(x, y)
-    return model
+    model.fit(x[:, used], y)
+    coef = np.zeros((x.shape[1], len(CLASSES)), dtype=np.float32)
+    coef[used] = model.coef_.T
+    return coef, model.intercept_.astype(np.float32)
+
+
+def predict(weights: tuple[np.ndarray, np.ndarray], x) -> np.ndarray:
+    """Softmax probabilities, computed as painpath.learned.recall computes them."""
+    logits = np.asarray(x @ weights[0]) + weights[1]
+    z = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return z / z.sum(axis=1, keepdims=True)
+
+
+def _held_out(x, y, idx: list[int]) -> np.ndarray:
+    mask = np.ones(x.shape[0], bool)
+    mask[idx] = False
+    return predict(fit(x[mask], y[mask]), x[idx])
 
 
 def score(rows, lex_results, probs, thresholds) -> dict:
@@ -125,26 +147,33 @@ def score(rows, lex_results, probs, thresholds) -> dict:
             "benign": benign, "false_alarms": fa, "screened_benign": sb}
 
 
-def choose_thresholds(rows, lex_results, probs) -> tuple[dict, dict]:
-    grid_hi = [0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.01]
-    grid_lo = [0.05, 0.1, 0.15, 0.2, 0.3, 0.4]
+def _key(s: dict, budget: str) -> tuple:
+    return max(0, s[budget] - BUDGET[budget] * s["benign"])
+
+
+def choose_thresholds(rows, lex_results, probs, dev) -> tuple[dict, dict]:
+    """Stage 1 (when to raise or doubt a tier): fewest misses within the false-alarm
+    budget; stage 2 (when to ask a screen): fewest unguarded misses within the
+    screen budget. The shared dev set, scored by the final model, must keep 0 safety
+    misses."""
+    def dev_ok(th: dict) -> bool:
+        s = score(*dev, th)
+        return s["unguarded"] + s["screened"] == 0
+
     best = None
-    for e_hi, c_hi, u_hi in itertools.product(grid_hi, repeat=3):
-        th = {"emergency_high": e_hi, "crisis_high": c_hi, "alert_high": u_hi,
-              "emergency_low": 1.0, "crisis_low": 1.0, "alert_low": 1.0}
+    for life, alert in itertools.product(GRID_HIGH, GRID_HIGH):
+        th = {"life_high": life, "alert_high": alert,
+              "emergency_low": 1.01, "crisis_low": 1.01, "alert_low": 1.01}
         s = score(rows, lex_results, probs, th)
-        over = max(0, s["false_alarms"] - BUDGET["false_alarms"] * s["benign"])
-        key = (over, s["unguarded"] + s["screened"], s["false_alarms"])
-        if best is None or key < best[0]:
+        key = (_key(s, "false_alarms"), s["unguarded"] + 2 * s["screened"], s["false_alarms"])
+        if (best is None or key < best[0]) and dev_ok(th):
             best = (key, th)
     th = dict(best[1])
     best = None
-    for e_lo, c_lo, u_lo in itertools.product(grid_lo, repeat=3):
-        cand = {**th, "emergency_low": min(e_lo, th["emergency_high"]),
-                "crisis_low": min(c_lo, th["crisis_high"]), "alert_low": min(u_lo, th["alert_high"])}
+    for e_lo, c_lo, u_lo in itertools.product(GRID_LOW, repeat=3):
+        cand = {**th, "emergency_low": e_lo, "crisis_low": c_lo, "alert_low": u_lo}
         s = score(rows, lex_results, probs, cand)
-        over = max(0, s["screened_benign"] - BUDGET["screened_benign"] * s["benign"])
-        key = (over, s["unguarded"], s["screened_benign"])
+        key = (_key(s, "screened_benign"), s["unguarded"], s["screened_benign"])
         if best is None or key < best[0]:
             best = (key, cand, s)
     return best[1], best[2]
@@ -170,17 +199,32 @@ def main() -> int:
     x = design_matrix(engine, rows)
     y = np.array([CLASSES.index(r["expected"]) for r in rows])
     lex = [engine.triage(r["text"], r.get("procedure")) for r in rows]
-    oof = np.zeros((len(rows), len(CLASSES)))
     by_round = defaultdict(list)
     for i, r in enumerate(rows):
         by_round[r["round"]].append(i)
-    for name, idx in sorted(by_round.items()):
-        mask = np.ones(len(rows), bool)
-        mask[idx] = False
-        oof[idx] = fit(x[mask], y[mask]).predict_proba(x[idx])
-    thresholds, overall = choose_thresholds(rows, lex, oof)
+    cache = ROOT / "var" / f"triage-oof-{digest}.npy"  # the slow part, kept per inputs
+    if cache.exists():
+        oof = np.load(cache)
+    else:
+        oof = np.zeros((len(rows), len(CLASSES)))
+        folds = sorted(by_round.values())
+        for idx, probs in zip(folds, Parallel(n_jobs=2)(
+                delayed(_held_out)(x, y, idx) for idx in folds)):
+            oof[idx] = probs
+        cache.parent.mkdir(exist_ok=True)
+        np.save(cache, oof)
+    weights = fit(x, y)  # the final model, on every round
+    dev_rows = [json.loads(line) for line in DEV.read_text(encoding="utf-8").splitlines()
+                if line.strip()]
+    dev = (dev_rows, [engine.triage(r["text"], r.get("procedure")) for r in dev_rows],
+           predict(weights, design_matrix(engine, dev_rows)))
+    # thresholds are chosen on the rounds the lexicon was never patched on: on the old
+    # paraphrase rounds it is perfect by construction, which would flatter it
+    blind = [i for i, r in enumerate(rows) if r["blind"]]
+    thresholds, overall = choose_thresholds([rows[i] for i in blind], [lex[i] for i in blind],
+                                            oof[blind], dev)
     report = {"overall": overall, "rounds": {}}
-    lexicon_only = {"emergency_high": 2, "crisis_high": 2, "alert_high": 2,
+    lexicon_only = {"life_high": 2, "alert_high": 2,
                     "emergency_low": 2, "crisis_low": 2, "alert_low": 2}
     for name, idx in sorted(by_round.items()):
         sub = [rows[i] for i in idx]
@@ -188,18 +232,17 @@ def main() -> int:
             "layered": score(sub, [lex[i] for i in idx], oof[idx], thresholds),
             "lexicon": score(sub, [lex[i] for i in idx], oof[idx], lexicon_only)}
     print("thresholds:", thresholds)
-    print("leave-one-round-out, all rounds:", overall)
+    print("leave-one-round-out, blind rounds:", overall)
     for name, r in report["rounds"].items():
-        print(f"  {name:6s} layered {r['layered']}")
-    final = fit(x, y)
-    coef = final.coef_.T.astype(np.float32)  # (features, classes)
+        print(f"  {name:6s} layered {r['layered']}\n         lexicon {r['lexicon']}")
+    coef, bias = weights  # (features, classes), (classes,)
     meta = {"inputs_hash": digest, "dense_scale": DENSE_SCALE, "C": C,
             "thresholds": thresholds, "leave_one_round_out": report,
             "classes": list(CLASSES), "rows": len(rows)}
     np.savez_compressed(
         MODEL_PATH, w_dense=coef[:256],
         w_tokens=coef[256:256 + N_TOKENS], w_hashed=coef[256 + N_TOKENS:],
-        bias=final.intercept_.astype(np.float32), meta=np.array(json.dumps(meta)))
+        bias=bias, meta=np.array(json.dumps(meta)))
     print(f"wrote {MODEL_PATH.relative_to(ROOT)}")
     return 0
 
