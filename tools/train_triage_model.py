@@ -45,7 +45,9 @@ DENSE_SCALE = 4.0
 C = 1.0
 SOURCES = [ROOT / "tools" / "train_triage_model.py", ROOT / "painpath" / "learned" / "recall.py",
            ROOT / "painpath" / "learned" / "embeddings.py"]
-BUDGET = {"false_alarms": 0.045, "screened_benign": 0.09}
+BUDGET = {"false_alarms": 0.01, "screened_benign": 0.09}  # see choose_thresholds
+LEXICON_ONLY = {"life_high": 2, "alert_high": 2, "emergency_low": 2, "crisis_low": 2,
+                "alert_low": 2}
 GRID_HIGH = [0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 1.01]
 GRID_LOW = [0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 1.01]
 DEV = ROOT.parent / "shared" / "eval" / "dev" / "triage.jsonl"
@@ -147,25 +149,28 @@ def score(rows, lex_results, probs, thresholds) -> dict:
             "benign": benign, "false_alarms": fa, "screened_benign": sb}
 
 
-def _key(s: dict, budget: str) -> tuple:
-    return max(0, s[budget] - BUDGET[budget] * s["benign"])
+def _over(s: dict, budget: str, base: int = 0) -> float:
+    return max(0.0, s[budget] - base - BUDGET[budget] * s["benign"])
 
 
 def choose_thresholds(rows, lex_results, probs, dev) -> tuple[dict, dict]:
-    """Stage 1 (when to raise or doubt a tier): fewest misses within the false-alarm
-    budget; stage 2 (when to ask a screen): fewest unguarded misses within the
-    screen budget. The shared dev set, scored by the final model, must keep 0 safety
-    misses."""
+    """Stage 1 (when to raise a tier): fewest misses while adding at most
+    BUDGET["false_alarms"] of false alarms to what the lexicon alone raises; stage 2
+    (when to ask a screen): fewest unguarded misses with at most
+    BUDGET["screened_benign"] of benign messages screened. The shared dev set, scored
+    by the final model, must keep 0 safety misses."""
     def dev_ok(th: dict) -> bool:
         s = score(*dev, th)
         return s["unguarded"] + s["screened"] == 0
 
+    lexicon_fa = score(rows, lex_results, probs, LEXICON_ONLY)["false_alarms"]
     best = None
     for life, alert in itertools.product(GRID_HIGH, GRID_HIGH):
         th = {"life_high": life, "alert_high": alert,
               "emergency_low": 1.01, "crisis_low": 1.01, "alert_low": 1.01}
         s = score(rows, lex_results, probs, th)
-        key = (_key(s, "false_alarms"), s["unguarded"] + 2 * s["screened"], s["false_alarms"])
+        key = (_over(s, "false_alarms", lexicon_fa), s["unguarded"] + s["screened"],
+               s["false_alarms"])
         if (best is None or key < best[0]) and dev_ok(th):
             best = (key, th)
     th = dict(best[1])
@@ -173,7 +178,7 @@ def choose_thresholds(rows, lex_results, probs, dev) -> tuple[dict, dict]:
     for e_lo, c_lo, u_lo in itertools.product(GRID_LOW, repeat=3):
         cand = {**th, "emergency_low": e_lo, "crisis_low": c_lo, "alert_low": u_lo}
         s = score(rows, lex_results, probs, cand)
-        key = (_key(s, "screened_benign"), s["unguarded"], s["screened_benign"])
+        key = (_over(s, "screened_benign"), s["unguarded"], s["screened_benign"])
         if best is None or key < best[0]:
             best = (key, cand, s)
     return best[1], best[2]
@@ -224,13 +229,11 @@ def main() -> int:
     thresholds, overall = choose_thresholds([rows[i] for i in blind], [lex[i] for i in blind],
                                             oof[blind], dev)
     report = {"overall": overall, "rounds": {}}
-    lexicon_only = {"life_high": 2, "alert_high": 2,
-                    "emergency_low": 2, "crisis_low": 2, "alert_low": 2}
     for name, idx in sorted(by_round.items()):
         sub = [rows[i] for i in idx]
         report["rounds"][name] = {
             "layered": score(sub, [lex[i] for i in idx], oof[idx], thresholds),
-            "lexicon": score(sub, [lex[i] for i in idx], oof[idx], lexicon_only)}
+            "lexicon": score(sub, [lex[i] for i in idx], oof[idx], LEXICON_ONLY)}
     print("thresholds:", thresholds)
     print("leave-one-round-out, blind rounds:", overall)
     for name, r in report["rounds"].items():
