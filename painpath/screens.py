@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import re
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +36,8 @@ class Screen:
 class ScreenBook:
     screens: dict[str, Screen]
     timeout_minutes: int
+    unreadable_reason: str
+    unreadable_screen: str
 
     def pick_emergency(self, normalised_text: str) -> str:
         """The targeted screen whose cue appears first in screens.yaml order."""
@@ -54,7 +57,29 @@ def screen_book(path: Path = SCREENS_PATH) -> ScreenBook:
                     frozenset(str(c).lower() for c in spec.get("cues") or ()))
         for sid, spec in raw["screens"].items()
     }
-    return ScreenBook(screens, int(raw.get("timeout_minutes", 10)))
+    unreadable = raw["unreadable_language"]
+    if unreadable["screen"] not in screens:
+        raise ValueError(f"unreadable_language names unknown screen {unreadable['screen']!r}")
+    return ScreenBook(screens, int(raw.get("timeout_minutes", 10)), unreadable["reason"],
+                      unreadable["screen"])
+
+
+# Letters that never occur in English or Spanish: another script, or Vietnamese marks
+# (after canonical decomposition: dot below, hook above, horn; and đ, ă, ơ, ư).
+_VIETNAMESE = {"\u0323", "\u0309", "\u031b", "đ", "Đ", "ă", "Ă"}
+
+
+def unreadable(text: str) -> bool:
+    """True when a message is written mostly in a language PainPath cannot read."""
+    letters = foreign = 0
+    for ch in unicodedata.normalize("NFD", text):
+        if ch in _VIETNAMESE:
+            foreign += 2
+        elif ch.isalpha():
+            letters += 1
+            if ord(ch) > 0x24F:  # beyond Latin Extended-B
+                foreign += 1
+    return letters > 0 and foreign >= max(3, 0.3 * letters)
 
 
 def get_screen(screen_id: str) -> Screen:

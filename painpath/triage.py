@@ -22,7 +22,7 @@ from typing import Any, Iterable
 import yaml
 
 from painpath.learned.recall import RecallModel, get_model
-from painpath.screens import IDEATION, NURSE_CALL, screen_book
+from painpath.screens import IDEATION, NURSE_CALL, screen_book, unreadable
 
 TIERS = ("none", "routine", "urgent", "crisis", "emergency")  # ascending severity
 _RANK = {t: i for i, t in enumerate(TIERS)}
@@ -615,11 +615,15 @@ class TriageEngine:
         norm = self._norm(text)
         doc = self.nlp.make_doc(norm)
         raw, toks = self._raw_matches(doc)
-        lexicon = self._decide(toks, raw, procedure)
-        if self.recall is None:
-            return lexicon
-        probs = self.recall.probabilities(norm, procedure)
-        return TriageResult(*combine_layers(lexicon, probs, self.recall.thresholds, norm))
+        result = self._decide(toks, raw, procedure)
+        if self.recall is not None:
+            probs = self.recall.probabilities(norm, procedure)
+            result = TriageResult(*combine_layers(result, probs, self.recall.thresholds, norm))
+        if result.screen is None and _RANK[result.tier] < _RANK["urgent"] and unreadable(text):
+            book = screen_book()  # never passed over unread: a note, and a screen
+            return TriageResult("routine", [book.unreadable_reason, *result.reasons],
+                                book.unreadable_screen)
+        return result
 
     def _raw_matches(self, doc) -> tuple[list[tuple[str, int, int]], list[str]]:
         texts, toks, nums = [], [], []

@@ -92,7 +92,7 @@ def design_matrix(engine: TriageEngine, rows: list[dict]) -> sparse.csr_matrix:
     for row in rows:
         f = featurize(embedder, engine.normalise(row["text"]), row.get("procedure"))
         dense.append(f.dense * DENSE_SCALE)
-        cols = np.concatenate([f.tokens, N_TOKENS + f.hashed])
+        cols = np.asarray(f.columns, dtype=np.int64)
         indices.append(cols)
         indptr.append(indptr[-1] + len(cols))
     n = len(rows)

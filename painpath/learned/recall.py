@@ -15,6 +15,7 @@ are stored in ``recall_model.npz`` beside this file. Inference is numpy only.
 """
 from __future__ import annotations
 
+import functools
 import json
 import re
 import threading
@@ -33,36 +34,35 @@ MODEL_PATH = Path(__file__).resolve().parent / "recall_model.npz"
 _WORD = re.compile(r"[a-z0-9ñ]+")
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def _hash(feature: str) -> int:
-    return zlib.crc32(feature.encode("utf-8")) & (N_HASHED - 1)
+    return N_TOKENS + (zlib.crc32(feature.encode("utf-8")) & (N_HASHED - 1))
 
 
 @dataclass(frozen=True)
 class Features:
     dense: np.ndarray       # (DIM,) unit mean embedding
-    tokens: np.ndarray      # unique token ids, < N_TOKENS
-    hashed: np.ndarray      # unique hashed ids, < N_HASHED
+    columns: list[int]      # sparse binary features: token ids, then N_TOKENS + hashed ids
 
 
 def featurize(embedder: Embedder, text: str, procedure: str | None) -> Features:
     """Features of an already normalised (lower-case, accent-folded) message."""
     ids = embedder.token_ids(text)
     if ids:
-        arr = np.asarray(ids, dtype=np.int64)
-        dense = embedder.matrix[arr].mean(axis=0)
+        dense = embedder.matrix[ids].mean(axis=0)
         norm = float(np.linalg.norm(dense))
-        dense = dense / norm if norm else dense
+        if norm:
+            dense /= norm
     else:
-        arr = np.zeros(0, dtype=np.int64)
         dense = np.zeros(DIM, dtype=np.float32)
-    pairs = (arr[:-1] * 1000003 + arr[1:]) % N_HASHED if len(arr) > 1 else arr[:0]
+    columns = set(ids)
+    columns.update(N_TOKENS + (a * 1000003 + b) % N_HASHED for a, b in zip(ids, ids[1:]))
     words = _WORD.findall(text)
-    named = [f"w:{w}" for w in words] + [f"b:{a} {b}" for a, b in zip(words, words[1:])]
+    columns.update(_hash(f"w:{w}") for w in words)
+    columns.update(_hash(f"b:{a} {b}") for a, b in zip(words, words[1:]))
     if procedure:
-        named.append(f"p:{procedure}")
-    hashed = np.unique(np.concatenate([pairs, np.fromiter(
-        (_hash(f) for f in named), dtype=np.int64, count=len(named))]))
-    return Features(dense.astype(np.float32), np.unique(arr), hashed)
+        columns.add(_hash(f"p:{procedure}"))
+    return Features(dense, sorted(columns))
 
 
 class RecallModel:
@@ -71,8 +71,8 @@ class RecallModel:
     def __init__(self, path: Path = MODEL_PATH, embedder: Embedder | None = None):
         with np.load(path, allow_pickle=False) as data:
             self.w_dense = data["w_dense"]      # (DIM, C)
-            self.w_tokens = data["w_tokens"]    # (N_TOKENS, C)
-            self.w_hashed = data["w_hashed"]    # (N_HASHED, C)
+            self.w_sparse = np.ascontiguousarray(  # (N_TOKENS + N_HASHED, C)
+                np.concatenate([data["w_tokens"], data["w_hashed"]]))
             self.bias = data["bias"]            # (C,)
             self.meta = json.loads(str(data["meta"]))
         self.dense_scale = float(self.meta["dense_scale"])
@@ -82,10 +82,8 @@ class RecallModel:
     def probabilities(self, text: str, procedure: str | None = None) -> dict[str, float]:
         f = featurize(self.embedder, text, procedure)
         logits = self.bias + self.dense_scale * (f.dense @ self.w_dense)
-        if len(f.tokens):
-            logits = logits + self.w_tokens[f.tokens].sum(axis=0)
-        if len(f.hashed):
-            logits = logits + self.w_hashed[f.hashed].sum(axis=0)
+        if f.columns:
+            logits = logits + self.w_sparse[f.columns].sum(axis=0)
         z = np.exp(logits - logits.max())
         p = z / z.sum()
         return {c: float(p[i]) for i, c in enumerate(CLASSES)}

@@ -87,6 +87,21 @@ def test_the_recall_layer_only_ever_raises(tier: str, raw: list[float]):
     assert tier == "none" or "r" in reasons
 
 
+@pytest.mark.parametrize("text", ["Доктор, жена не просыпается, дышит редко",
+                                  "Bố tôi không nhìn thấy gì ở mắt phải sáng nay",
+                                  "أبي لا يستطيع تحريك ساقه"])
+def test_a_message_in_a_language_we_cannot_read_is_a_note_and_a_screen(text: str):
+    r = get_engine().triage(text)
+    assert (r.tier, r.screen) == ("routine", screen_book().unreadable_screen)
+    assert r.reasons[0] == screen_book().unreadable_reason
+
+
+@pytest.mark.parametrize("text", ["mi esposo está débil y no camina", "ok 👍 gracias",
+                                  "café crème brûlée, all good", "Señora, ¿cómo está?"])
+def test_english_spanish_and_emoji_are_readable(text: str):
+    assert screen_book().unreadable_reason not in get_engine().triage(text).reasons
+
+
 # ───────────────────────── screens content ─────────────────────────
 
 def test_every_screen_is_short_plain_and_carries_its_safety_net():
@@ -143,3 +158,30 @@ def test_dev_set_bar_with_the_layers():
     assert s["unguarded"] == 0 and s["screened"] == 0, s
     assert s["false_alarms"] <= 0.05 * s["benign"], s
     assert s["screened_benign"] <= 0.10 * s["benign"], s
+
+
+# ───────────────────────── held-out rounds ─────────────────────────
+
+ROUNDS = ROOT / "tests" / "data" / "rounds"
+# First contact of the layered triage with each round (tests/data/README.md): scored
+# before anything was changed for it and never trained on. A change may only do better.
+FIRST_CONTACT = {
+    "r9": {"unguarded": 8, "screened": 4, "false_alarms": 12},
+    "r10": {"unguarded": 4, "screened": 12, "false_alarms": 8},
+    "r11": {"unguarded": 17, "screened": 12, "false_alarms": 18},
+    "r12": {"unguarded": 2, "screened": 8, "false_alarms": 9},
+}
+
+
+def test_every_held_out_round_has_its_first_contact_recorded():
+    assert {p.stem for p in ROUNDS.glob("*.jsonl")} == set(FIRST_CONTACT)
+
+
+@pytest.mark.parametrize("name", sorted(FIRST_CONTACT))
+def test_held_out_round_is_no_worse_than_at_first_contact(name: str):
+    rows = [json.loads(line) for line in (ROUNDS / f"{name}.jsonl").read_text(
+        encoding="utf-8").splitlines() if line.strip()]
+    s, first = _score(rows), FIRST_CONTACT[name]
+    assert s["unguarded"] <= first["unguarded"], s
+    assert s["unguarded"] + s["screened"] <= first["unguarded"] + first["screened"], s
+    assert s["false_alarms"] <= first["false_alarms"] + 1, s
