@@ -50,7 +50,8 @@ def ask_text(session: Session, checkin_id: int | None, item: str, reask: bool = 
     q = question(item)
     checkin = session.get(CheckIn, checkin_id) if checkin_id is not None else None
     text = q.reask if reask else q.text
-    if not reask and q.text_first and (checkin is None or not _asked_before(session, checkin, item)):
+    if not reask and q.text_first and (checkin is None
+                                       or not _asked_before(session, checkin, item)):
         text = q.text_first
     emergency = get_settings_emergency(session, checkin.patient_id) if checkin else "911"
     return text.replace("{emergency_number}", emergency)

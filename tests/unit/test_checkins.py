@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from painpath import checkins
 from painpath.db import new_session
@@ -109,6 +110,11 @@ def _tiers() -> list[str]:
         return list(session.execute(select(Escalation.tier).order_by(Escalation.id)).scalars())
 
 
+def _tiers_in(session: Session) -> list[str]:
+    session.flush()
+    return list(session.execute(select(Escalation.tier).order_by(Escalation.id)).scalars())
+
+
 def _items(checkin_id: int) -> list[str]:
     with new_session() as session:
         return list(session.get(CheckIn, checkin_id).items)
@@ -136,11 +142,6 @@ def test_pump_withdrawal_yes_is_urgent_and_high_fever_raises_it(clinic: str) -> 
         severe = checkins.submit(session, checkin_id, "safety_pump_withdrawal_severe", "yes")
     assert severe.stop_checkin and "call 911" in severe.replies[0]
     assert _tiers() == ["urgent", "emergency"]
-
-
-def _tiers_in(session) -> list[str]:  # type: ignore[no-untyped-def]
-    session.flush()
-    return list(session.execute(select(Escalation.tier).order_by(Escalation.id)).scalars())
 
 
 # --- Swallow (CLINICAL.md §1.4): YES means the problem ---
@@ -251,9 +252,10 @@ def test_unclear_twice_on_an_urgent_question_is_an_emergency(clinic: str) -> Non
     with new_session() as session:
         escalation = session.execute(select(Escalation)).scalar_one()
         assert escalation.tier == "emergency"
-        assert escalation.reasons == [
-            "safety question not answered clearly (asked twice): Headache worse sitting or standing"]
-        answer = session.execute(select(Answer).where(Answer.item == "safety_headache")).scalar_one()
+        assert escalation.reasons == ["safety question not answered clearly (asked twice): "
+                                      "Headache worse sitting or standing"]
+        answer = session.execute(
+            select(Answer).where(Answer.item == "safety_headache")).scalar_one()
         assert (answer.status, answer.value, answer.attempts) == ("unclear", None, 2)
         assert checkins.final_answer(session, checkin_id, "safety_headache") == (True, "unclear")
 
