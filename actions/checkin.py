@@ -9,12 +9,12 @@ from __future__ import annotations
 import logging
 from typing import Any, Dict, List, Optional, Text
 
-from rasa_sdk import Action, FormValidationAction, Tracker
+from rasa_sdk import FormValidationAction, Tracker
 from rasa_sdk.events import ActiveLoop, EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-from actions.common import BlockingAction, deliver_alerts, in_thread
+from actions.common import BlockingAction, deliver_alerts, follow_up_events, in_thread
 from painpath import checkins, programs
 from painpath.content import get_content, message
 from painpath.db import new_session
@@ -108,6 +108,8 @@ class ValidateCheckinForm(FormValidationAction):
                 events += [SlotSet(item, None), SlotSet("checkin_reask", True)]
             else:
                 events += [SlotSet(item, outcome.value), SlotSet("checkin_reask", False)]
+            if outcome.follow_up and not outcome.stop_checkin:
+                events += follow_up_events(tracker, item, outcome.follow_up)
             if outcome.stop_checkin:
                 events += [SlotSet("checkin_stopped", True), SlotSet("requested_slot", None)]
             tracker.slots.update({e["name"]: e["value"] for e in events})
@@ -120,7 +122,7 @@ class ValidateCheckinForm(FormValidationAction):
         return await super().next_requested_slot(dispatcher, tracker, domain)
 
 
-class AskCheckinItem(Action):
+class AskCheckinItem(BlockingAction):
     """Asks one check-in question (or its short re-ask after an unusable answer)."""
 
     item: str = ""
@@ -128,10 +130,13 @@ class AskCheckinItem(Action):
     def name(self) -> Text:
         return f"action_ask_{self.item}"
 
-    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
-                  domain: DomainDict) -> List[EventType]:
-        q = checkins.question(self.item)
-        dispatcher.utter_message(text=q.reask if tracker.get_slot("checkin_reask") else q.text)
+    def run_blocking(self, dispatcher: CollectingDispatcher, tracker: Tracker,
+                     domain: DomainDict) -> List[EventType]:
+        checkin_id = tracker.get_slot("checkin_id")
+        with new_session() as session:
+            text = checkins.ask_text(session, int(checkin_id) if checkin_id is not None else None,
+                                     self.item, reask=bool(tracker.get_slot("checkin_reask")))
+        dispatcher.utter_message(text=text)
         return [SlotSet("checkin_reask", False)]
 
 

@@ -7,10 +7,11 @@ from abc import ABC, abstractmethod
 from typing import Any, List
 
 from rasa_sdk import Action, Tracker
-from rasa_sdk.events import EventType
+from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
+from painpath.checkins import with_follow_up
 from painpath.messaging import deliver
 
 logger = logging.getLogger(__name__)
@@ -48,3 +49,10 @@ class BlockingAction(Action, ABC):
 def in_thread(fn: Any, *args: Any) -> Any:
     """Await `fn(*args)` on a worker thread."""
     return asyncio.to_thread(fn, *args)
+
+
+def follow_up_events(tracker: Tracker, item: str, follow_up: str) -> List[EventType]:
+    """Ask `follow_up` next: clear its slot (a value from an earlier check-in would
+    count as answered) and put it after `item` in the form's list of questions."""
+    items = with_follow_up(list(tracker.get_slot("checkin_items") or []), item, follow_up)
+    return [SlotSet(follow_up, None), SlotSet("checkin_items", items)]

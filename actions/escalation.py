@@ -9,7 +9,7 @@ from rasa_sdk.events import ActiveLoop, EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-from actions.common import deliver_alerts_async, in_thread
+from actions.common import deliver_alerts_async, follow_up_events, in_thread
 from painpath import checkins, programs
 from painpath.db import new_session
 from painpath.escalation import handle_red_flag
@@ -65,6 +65,8 @@ class ActionHandleRedFlag(Action):
                         tier = q.flag_tier
                         reasons = [q.flag_reason or q.label, *reasons]
                     events.append(SlotSet(item, answered.value))
+                    if answered.follow_up:  # asked when the check-in goes on
+                        events += follow_up_events(tracker, item, answered.follow_up)
             response = handle_red_flag(session, tracker.sender_id, tier,
                                        reasons or ["red flag in message"], text,
                                        checkin_id=int(checkin_id) if checkin_id else None)

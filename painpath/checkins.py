@@ -12,15 +12,16 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from painpath import diary
-from painpath.content import Question, get_content, message
-from painpath.escalation import Raised, raise_flag
+from painpath.content import SAFETY_KINDS, Question, get_content, message
+from painpath.escalation import Raised, handle_red_flag, one_tier_up
 from painpath.models import Answer, CheckIn, Enrollment, Patient, utcnow
 from painpath.parsing import KINDS, parse_answer
 
 logger = logging.getLogger(__name__)
 
-MAX_FAILURES = 2  # after this many unusable answers the item is recorded unanswered
+MAX_FAILURES = 2  # after this many unusable answers: unanswered, or one tier up (safety)
 UNANSWERED = "unanswered"
+UNCLEAR = "unclear"  # a safety question answered unclearly twice (escalated)
 OPEN_STATUSES = ("in_progress", "paused", "starting")
 
 
@@ -28,16 +29,43 @@ OPEN_STATUSES = ("in_progress", "paused", "starting")
 class Outcome:
     """What happened to one answer."""
 
-    status: str  # accepted | reask | unanswered
-    value: float | int | bool | None = None
+    status: str  # accepted | reask | unanswered | unclear
+    value: float | int | bool | str | None = None
     replies: list[str] = field(default_factory=list)
     raised: Raised | None = None
     stop_checkin: bool = False  # an emergency answer ends the check-in
+    follow_up: str | None = None  # the question now asked next (after a "yes")
 
 
 def question(item: str) -> Question:
     """The content of question `item`."""
     return get_content().questions[item]
+
+
+def ask_text(session: Session, checkin_id: int | None, item: str, reask: bool = False) -> str:
+    """The wording of question `item` in check-in `checkin_id`: its re-ask after an
+    unusable answer, `text_first` while the item has never been answered in this
+    enrolment ("since your procedure"), else `text` ("since your last check-in"),
+    with the clinic's emergency number filled in."""
+    q = question(item)
+    checkin = session.get(CheckIn, checkin_id) if checkin_id is not None else None
+    text = q.reask if reask else q.text
+    if not reask and q.text_first and (checkin is None
+                                       or not _asked_before(session, checkin, item)):
+        text = q.text_first
+    emergency = get_settings_emergency(session, checkin.patient_id) if checkin else "911"
+    return text.replace("{emergency_number}", emergency)
+
+
+def _asked_before(session: Session, checkin: CheckIn, item: str) -> bool:
+    """Whether an earlier check-in of the same enrolment has an answer to `item`."""
+    earlier = session.execute(
+        select(Answer.id).join(CheckIn, Answer.checkin_id == CheckIn.id).where(
+            CheckIn.enrollment_id == checkin.enrollment_id, CheckIn.id != checkin.id,
+            CheckIn.due_at < checkin.due_at, Answer.item == item,
+            Answer.status.in_(("answered", UNCLEAR)))
+    ).first()
+    return earlier is not None
 
 
 def next_checkin(session: Session, patient_id: str) -> CheckIn | None:
@@ -90,7 +118,10 @@ def submit(session: Session, checkin_id: int, item: str, text: str,
     """Record the patient's `text` as the answer to `item` of check-in `checkin_id`.
 
     A "yes" to a safety question raises its flag unless `raise_flags` is False
-    (the caller escalates itself).
+    (the caller escalates itself), and puts the question's follow-up, if it has
+    one, next in the check-in (`Outcome.follow_up`). A safety question answered
+    unclearly twice is escalated one tier up (CLINICAL.md §0); any other question
+    is then recorded unanswered and the check-in moves on.
     """
     checkin = session.get(CheckIn, checkin_id)
     if checkin is None or item not in checkin.items:
@@ -104,14 +135,10 @@ def submit(session: Session, checkin_id: int, item: str, text: str,
     answer.raw_text = (text or "")[:2000]
     value = parse_answer(KINDS[q.kind], text or "")
     if value is None:
-        if answer.attempts >= MAX_FAILURES:
-            answer.status = "unanswered"
-            answer.value = None
+        if answer.attempts < MAX_FAILURES:
             session.flush()
-            return Outcome(status="unanswered", value=UNANSWERED,
-                           replies=[message("checkin_moving_on")])
-        session.flush()
-        return Outcome(status="reask")
+            return Outcome(status="reask")
+        return _give_up(session, checkin, q, answer, text)
     answer.status = "answered"
     answer.value = float(value)
     if item == get_content().instruments["baseline"]:
@@ -119,16 +146,63 @@ def submit(session: Session, checkin_id: int, item: str, text: str,
         enrollment.baseline_pain = float(value)
     session.flush()
     outcome = Outcome(status="accepted", value=value)
-    if q.kind == "yesno" and value is True and q.flag_tier and raise_flags:
-        outcome.raised = raise_flag(session, checkin.patient_id, q.flag_tier,
-                                    [q.flag_reason or q.label], text=text, checkin_id=checkin_id)
-        emergency = get_settings_emergency(session, checkin.patient_id)
-        outcome.replies.append(message(f"safety_flag_{q.flag_tier}", emergency_number=emergency))
-        if q.flag_tier == "emergency":
-            outcome.stop_checkin = True
-            checkin.status = "completed"
-            checkin.completed_at = utcnow()
+    if q.is_safety and value is True:
+        if q.follow_up:
+            outcome.follow_up = _insert_follow_up(session, checkin, item, q.follow_up)
+        if raise_flags:
+            _escalate(session, checkin, outcome, q.flag_tier or "urgent",
+                      [q.flag_reason or q.label], text)
     return outcome
+
+
+def _give_up(session: Session, checkin: CheckIn, q: Question, answer: Answer,
+             text: str) -> Outcome:
+    """After the last unusable answer: a safety question goes one tier up, never
+    passed over; anything else is recorded unanswered."""
+    answer.value = None
+    if not q.is_safety:
+        answer.status = "unanswered"
+        session.flush()
+        return Outcome(status="unanswered", value=UNANSWERED,
+                       replies=[message("checkin_moving_on")])
+    answer.status = UNCLEAR
+    session.flush()
+    outcome = Outcome(status=UNCLEAR, value=UNCLEAR, replies=[message("safety_unclear")])
+    reason = f"safety question not answered clearly (asked twice): {q.label}"
+    _escalate(session, checkin, outcome, one_tier_up(q.flag_tier or "routine"), [reason], text)
+    return outcome
+
+
+def _escalate(session: Session, checkin: CheckIn, outcome: Outcome, tier: str,
+              reasons: list[str], text: str) -> None:
+    """Escalate at `tier` with the red-flag reply of that tier; an emergency ends
+    the check-in."""
+    response = handle_red_flag(session, checkin.patient_id, tier, reasons, text,
+                               checkin_id=checkin.id)
+    outcome.raised = response.raised
+    outcome.replies.extend(response.replies)
+    if response.stop_checkin:
+        outcome.stop_checkin = True
+        checkin.status = "completed"
+        checkin.completed_at = utcnow()
+
+
+def _insert_follow_up(session: Session, checkin: CheckIn, item: str, follow_up: str) -> str:
+    """Put `follow_up` right after `item` in the check-in (once)."""
+    if follow_up not in checkin.items:
+        items = list(checkin.items)
+        items.insert(items.index(item) + 1, follow_up)
+        checkin.items = items  # a new list: the JSON column sees the change
+        session.flush()
+    return follow_up
+
+
+def with_follow_up(items: list[str], item: str, follow_up: str) -> list[str]:
+    """`items` (a form's list of questions) with `follow_up` right after `item`."""
+    if follow_up in items:
+        return list(items)
+    at = items.index(item) + 1 if item in items else len(items)
+    return [*items[:at], follow_up, *items[at:]]
 
 
 def final_answer(session: Session, checkin_id: int, item: str) -> tuple[bool, object]:
@@ -136,10 +210,10 @@ def final_answer(session: Session, checkin_id: int, item: str) -> tuple[bool, ob
     answer = _answers(session, checkin_id).get(item)
     if answer is None or answer.status == "pending":
         return False, None
-    if answer.status == "unanswered":
-        return True, UNANSWERED
+    if answer.status in ("unanswered", UNCLEAR):
+        return True, answer.status
     q = question(item)
-    return True, (bool(answer.value) if q.kind == "yesno" else _plain(answer.value))
+    return True, (bool(answer.value) if q.kind in SAFETY_KINDS else _plain(answer.value))
 
 
 def _plain(value: float | None) -> float | int | None:

@@ -6,7 +6,7 @@ checks it, and answers "which questions does this check-in ask?".
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
@@ -16,7 +16,10 @@ import yaml
 
 CONTENT_DIR = Path(__file__).resolve().parent / "content"
 SMS_MAX_CHARS = 320  # two SMS segments
-KINDS = ("nrs", "percent", "pgic", "yesno", "phq")
+KINDS = ("nrs", "percent", "pgic", "yesno", "worse_or_same", "phq")
+# Kinds whose answer is a yes/no: True ("yes", "worse") raises the question's flag.
+SAFETY_KINDS = ("yesno", "worse_or_same")
+FLAG_TIERS = ("emergency", "urgent", "routine")
 _OFFSET = re.compile(r"^(\d+(?:\.\d+)?)\s*([mhd])$")
 
 
@@ -33,6 +36,14 @@ class Question:
     reask: str
     flag_tier: str | None = None
     flag_reason: str | None = None
+    follow_up: str | None = None  # asked next after a "yes" (questions.yaml `follow_up`)
+    parent: str | None = None  # the question whose "yes" leads here (a follow-up only)
+    text_first: str | None = None  # the wording the first time it is asked in an enrolment
+
+    @property
+    def is_safety(self) -> bool:
+        """A safety question: a "yes" raises `flag_tier`; an unclear one goes a tier up."""
+        return self.kind in SAFETY_KINDS and self.flag_tier is not None
 
 
 @dataclass(frozen=True)
@@ -163,31 +174,57 @@ def procedure_from_spec(pid: str, spec: dict[str, Any], where: str,
             raise ContentError(f"{where}: {pid}: a safety rule is {{item, from_day?, until_day?}}")
         if questions is not None and rule["item"] not in questions:
             raise ContentError(f"{where}: {pid}: unknown safety question {rule['item']!r}")
+        if questions is not None and questions[rule["item"]].parent is not None:
+            raise ContentError(f"{where}: {pid}: {rule['item']!r} is only asked as the follow-up "
+                               f"of {questions[rule['item']].parent!r}")
         safety.append(SafetyRule(**rule))
     return Procedure(id=pid, label=str(spec.get("label") or pid), family=str(spec.get("family") or ""),
                      checkpoints=tuple(checkpoints), safety=tuple(safety))
 
 
+def _question(qid: str, q: dict[str, Any]) -> Question:
+    """One entry of questions.yaml, checked."""
+    if q.get("kind") not in KINDS:
+        raise ContentError(f"questions.yaml: {qid}: kind must be one of {KINDS}")
+    for key in ("text", "reask", "label"):
+        if not q.get(key):
+            raise ContentError(f"questions.yaml: {qid}: missing {key}")
+    for key in ("text", "reask", "text_first"):
+        if len(q.get(key) or "") > SMS_MAX_CHARS:
+            raise ContentError(f"questions.yaml: {qid}: {key} longer than {SMS_MAX_CHARS}")
+    if q["kind"] in SAFETY_KINDS and q.get("flag_tier") not in FLAG_TIERS:
+        raise ContentError(f"questions.yaml: {qid}: a yes/no safety question needs flag_tier")
+    if q.get("follow_up") and q["kind"] not in SAFETY_KINDS:
+        raise ContentError(f"questions.yaml: {qid}: only a safety question has a follow_up")
+    return Question(
+        id=qid, kind=q["kind"], label=q["label"], text=q["text"].strip(),
+        reask=q["reask"].strip(), flag_tier=q.get("flag_tier"),
+        flag_reason=q.get("flag_reason"), follow_up=q.get("follow_up"),
+        text_first=(q.get("text_first") or "").strip() or None,
+    )
+
+
+def _link_follow_ups(questions: dict[str, Question]) -> dict[str, Question]:
+    """Mark each follow-up with its parent; a follow-up is a safety question with one
+    parent and no follow-up of its own (one extra question at most)."""
+    linked = dict(questions)
+    for qid, q in questions.items():
+        if q.follow_up is None:
+            continue
+        target = questions.get(q.follow_up)
+        if target is None or not target.is_safety or target.follow_up is not None:
+            raise ContentError(f"questions.yaml: {qid}: follow_up {q.follow_up!r} must be a "
+                               "safety question without a follow_up of its own")
+        if linked[q.follow_up].parent is not None:
+            raise ContentError(f"questions.yaml: {q.follow_up}: follow-up of two questions")
+        linked[q.follow_up] = replace(linked[q.follow_up], parent=qid)
+    return linked
+
+
 def load_content() -> Content:
     """Load and check questions.yaml and procedures.yaml."""
     qdata = _load_yaml("questions.yaml")["items"]
-    questions: dict[str, Question] = {}
-    for qid, q in qdata.items():
-        if q.get("kind") not in KINDS:
-            raise ContentError(f"questions.yaml: {qid}: kind must be one of {KINDS}")
-        for key in ("text", "reask", "label"):
-            if not q.get(key):
-                raise ContentError(f"questions.yaml: {qid}: missing {key}")
-        for key in ("text", "reask"):
-            if len(q[key]) > SMS_MAX_CHARS:
-                raise ContentError(f"questions.yaml: {qid}: {key} longer than {SMS_MAX_CHARS}")
-        if q["kind"] == "yesno" and q.get("flag_tier") not in ("emergency", "urgent", "routine"):
-            raise ContentError(f"questions.yaml: {qid}: a yes/no safety question needs flag_tier")
-        questions[qid] = Question(
-            id=qid, kind=q["kind"], label=q["label"], text=q["text"].strip(),
-            reask=q["reask"].strip(), flag_tier=q.get("flag_tier"),
-            flag_reason=q.get("flag_reason"),
-        )
+    questions = _link_follow_ups({qid: _question(qid, q) for qid, q in qdata.items()})
     pdata = _load_yaml("procedures.yaml")
     instruments = pdata["instruments"]
     referenced = [instruments["baseline"], *instruments["always"],
@@ -195,7 +232,7 @@ def load_content() -> Content:
                   *(instruments.get("phq2") or {}).get("items", [])]
     procedures: dict[str, Procedure] = {}
     for pid, p in pdata["procedures"].items():
-        procedures[pid] = procedure_from_spec(pid, p, "procedures.yaml")
+        procedures[pid] = procedure_from_spec(pid, p, "procedures.yaml", questions)
         referenced.extend(rule.item for rule in procedures[pid].safety)
     unknown = sorted(set(referenced) - set(questions))
     if unknown:

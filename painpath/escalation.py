@@ -24,6 +24,14 @@ logger = logging.getLogger(__name__)
 
 ALERTING_TIERS = ("emergency", "crisis", "urgent")
 URGENT_CALLBACK = timedelta(hours=2)  # "a nurse will call you by …" (same-day contact)
+_ONE_UP = {"routine": "urgent", "urgent": "emergency", "emergency": "emergency",
+           "crisis": "crisis"}
+
+
+def one_tier_up(tier: str) -> str:
+    """The tier above `tier` (CLINICAL.md §0: what cannot be classified confidently
+    goes one tier up, never down); emergency and crisis stay where they are."""
+    return _ONE_UP.get(tier, "urgent")
 
 
 @dataclass(frozen=True)

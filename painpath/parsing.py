@@ -38,6 +38,7 @@ KINDS: dict[str, str] = {
     "percent": "percent_relief",
     "pgic": "pgic",
     "yesno": "yes_no",
+    "worse_or_same": "worse_or_same",
     "phq": "phq_0_3",
 }
 
@@ -848,6 +849,50 @@ def parse_yes_no(text: str) -> bool | None:
     return value
 
 
+_WS_WORSE = re.compile(
+    r"\b(?:worse|worsening|worser|spreading|spread|spreads|unexpected|new|weaker|"
+    r"more numb|bladder|bowels?|pee|peeing|wee|poo|incontinen\w*|wet myself|"
+    r"can'?t (?:walk|stand|feel)|cannot (?:walk|stand|feel)|peor|empeorando)\b")
+_WS_SAME = re.compile(
+    r"\b(?:same|better|improving|improved|easing|eased|less|fading|wearing off|going away|"
+    r"settling|no change|unchanged|expected|stable|igual|mejor|mejorando)\b")
+_WS_NEGATED = re.compile(
+    r"\b(?:not|no|nothing|never|none|without|sin|isn'?t|aren'?t|hasn'?t|haven'?t|doesn'?t|"
+    r"don'?t|didn'?t|wasn'?t|won'?t)\b(?:\s+[\w']+){0,3}\s*$")
+
+
+def parse_worse_or_same(text: str) -> bool | None:
+    """Parse the answer to "expected and the same or better (SAME), or unexpected,
+    worse or spreading (WORSE)?": True for worse, False for the same or better.
+
+    A negated cue counts the other way round only when that is the safe reading:
+    "not worse", "nothing new" mean the same; "not better", "not the same" are
+    unclear. Both kinds of cue give None (asked again), and so does a hedged
+    "same" ("maybe the same"); a hedged "worse" counts as worse.
+
+    Args:
+        text: The patient's reply.
+
+    Returns:
+        True for worse, False for the same or better, None when unclear.
+    """
+    t = _normalise(text)  # punctuation kept: a negation does not reach past a comma
+    worse = same = unclear = False
+    for m in _WS_WORSE.finditer(t):
+        negated = bool(_WS_NEGATED.search(t[:m.start()]))
+        same, worse = same or negated, worse or not negated
+    for m in _WS_SAME.finditer(t):
+        negated = bool(_WS_NEGATED.search(t[:m.start()]))
+        unclear, same = unclear or negated, same or not negated
+    value: bool | None = None
+    if worse and not same:  # "maybe worse" is read as worse: the safe reading
+        value = True
+    elif same and not worse and not unclear and not _YN_UNSURE.search(t):
+        value = False
+    logger.debug("parse_worse_or_same(%r) -> %r", text, value)
+    return value
+
+
 _PHQ_PHRASES = (  # PHQ response options (CLINICAL.md §2.2), most specific first
     (re.compile(r"\b(nearly|almost) (every|each) ?day|\bevery ?day\b|\ball the time\b"), 3),
     (re.compile(r"\bmore than half\b|\bmost days\b|\bhalf the days\b"), 2),
@@ -876,6 +921,7 @@ _PARSERS: dict[str, Callable[[str], Number | bool | None]] = {
     "percent_relief": parse_percent,
     "pgic": parse_pgic,
     "yes_no": parse_yes_no,
+    "worse_or_same": parse_worse_or_same,
     "phq_0_3": parse_phq,
 }
 

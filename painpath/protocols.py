@@ -75,9 +75,12 @@ def check_spec(pid: str, spec: Any, where: str = "protocol") -> dict[str, str]:
         q = content.questions.get(str(rule["item"]))
         if q is None:
             problems[field] = f"{where}: {pid}: unknown safety question {rule['item']!r}"
-        elif q.kind != "yesno":
+        elif not q.is_safety:
             problems[field] = (f"{where}: {pid}: {rule['item']!r} is not a yes/no safety "
                                "question")
+        elif q.parent is not None:
+            problems[field] = (f"{where}: {pid}: {rule['item']!r} is only asked after a yes to "
+                               f"{q.parent!r}")
         bounds = {}
         for key in ("from_day", "until_day"):
             value = rule.get(key)

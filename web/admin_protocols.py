@@ -54,7 +54,7 @@ def _short(message: str, pid: str) -> str:
 def safety_choices() -> list[tuple[str, str]]:
     """The yes/no safety questions a protocol may ask, (id, label)."""
     return sorted(((q.id, q.label) for q in get_content().questions.values()
-                   if q.kind == "yesno"), key=lambda x: x[1])
+                   if q.is_safety and q.parent is None), key=lambda x: x[1])
 
 
 def _days(value: Any) -> str:

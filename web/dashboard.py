@@ -307,10 +307,14 @@ def _number(value: float | None) -> str:
 def _answer_text(kind: str | None, answer: Answer) -> str:
     if answer.status == "pending":
         return "pending"
+    if answer.status == "unclear":
+        return "unclear twice (escalated one tier up)"
     if answer.status != "answered" or answer.value is None:
         return "no answer"
     if kind == "yesno":
         return "Yes" if answer.value else "No"
+    if kind == "worse_or_same":
+        return "Worse" if answer.value else "Same or better"
     if kind == "percent":
         return f"{_number(answer.value)}%"
     if kind == "nrs":

@@ -96,14 +96,14 @@ def test_pause_and_resume(stack) -> None:
 
 def test_yes_to_an_emergency_safety_question_escalates(stack) -> None:
     phone = "+14155550126"
-    patient_id = enroll(stack, phone, baseline_pain="5")
+    patient_id = enroll(stack, phone, procedure="trigger_point_injection", baseline_pain="5")
     stack.cli("checkin", "start", "--patient", patient_id)
-    stack.twilio.wait_for_count(phone, 2)
+    assert "shortness of breath" in stack.twilio.wait_for_count(phone, 2)[1].body
     replies = reply_to(stack, phone, "yes")
-    assert any("call 911 now" in b for b in replies)
+    assert any("call 911" in b and "Do not wait" in b for b in replies)
     nurse = stack.twilio.wait_for_count("+14155550166", 1)
     assert "EMERGENCY" in nurse[-1].body and "/escalations/" in nurse[-1].body
-    assert "epidural" not in nurse[-1].body.lower()
+    assert "trigger" not in nurse[-1].body.lower()
     record = stack.show(patient_id)
     assert [e["tier"] for e in record["escalations"]] == ["emergency"]
     assert record["checkins"][0]["status"] == "completed"

@@ -107,20 +107,53 @@ async def test_validation_accepts_reasks_and_gives_up(patient_id: str) -> None:
     assert rows == {"pain_now": ("answered", 7.0), "percent_relief": ("unanswered", None)}
 
 
-async def test_emergency_answer_stops_the_form(patient_id: str) -> None:
+async def test_yes_asks_the_follow_up_next_and_worse_stops_the_form(patient_id: str) -> None:
     cid = checkin_id_of(patient_id)
+    items = ["safety_neuro", "safety_headache", "pain_now", "percent_relief"]
     dispatcher = CollectingDispatcher()
+    # a value left in the follow-up's slot by an earlier check-in must not count
     events = await ValidateCheckinForm().run(
-        dispatcher, tracker(patient_id, {"checkin_id": cid, "checkin_items": ["safety_neuro"],
+        dispatcher, tracker(patient_id, {"checkin_id": cid, "checkin_items": items,
+                                         "safety_neuro_change": False,
                                          "safety_neuro": "yes, my leg went numb"},
                             requested="safety_neuro"), DOMAIN)
+    with_follow_up = ["safety_neuro", "safety_neuro_change", *items[1:]]
     assert events == [SlotSet("safety_neuro", True), SlotSet("checkin_reask", False),
+                      SlotSet("safety_neuro_change", None),
+                      SlotSet("checkin_items", with_follow_up),
+                      SlotSet("requested_slot", "safety_neuro_change")]
+    assert "will call you by" in dispatcher.messages[0]["text"]
+
+    dispatcher = CollectingDispatcher()
+    events = await ValidateCheckinForm().run(
+        dispatcher, tracker(patient_id, {"checkin_id": cid, "checkin_items": with_follow_up,
+                                         "safety_neuro": True,
+                                         "safety_neuro_change": "getting worse"},
+                            requested="safety_neuro_change"), DOMAIN)
+    assert events == [SlotSet("safety_neuro_change", True), SlotSet("checkin_reask", False),
                       SlotSet("checkin_stopped", True), SlotSet("requested_slot", None),
                       SlotSet("requested_slot", None)]
-    assert "call 911 now" in dispatcher.messages[0]["text"]
+    assert "call 911" in dispatcher.messages[0]["text"]
 
 
-async def test_ask_action_uses_the_reask_after_a_failure() -> None:
+async def test_unclear_twice_on_a_safety_question_goes_one_tier_up(patient_id: str) -> None:
+    cid = checkin_id_of(patient_id)
+    base = {"checkin_id": cid, "checkin_items": ["safety_headache", "pain_now"]}
+    form = ValidateCheckinForm()
+    events = await form.run(CollectingDispatcher(), tracker(
+        patient_id, {**base, "safety_headache": "hmm"}, requested="safety_headache"), DOMAIN)
+    assert events[:2] == [SlotSet("safety_headache", None), SlotSet("checkin_reask", True)]
+    dispatcher = CollectingDispatcher()
+    events = await form.run(dispatcher, tracker(
+        patient_id, {**base, "safety_headache": "not sure"}, requested="safety_headache"), DOMAIN)
+    assert events == [SlotSet("safety_headache", "unclear"), SlotSet("checkin_reask", False),
+                      SlotSet("checkin_stopped", True), SlotSet("requested_slot", None),
+                      SlotSet("requested_slot", None)]
+    texts = [m["text"] for m in dispatcher.messages]
+    assert texts[0].startswith("I couldn't tell your answer") and "call 911" in texts[1]
+
+
+async def test_ask_action_uses_the_reask_after_a_failure(database_url: str) -> None:
     dispatcher = CollectingDispatcher()
     ask = ASK_ACTIONS["pain_now"]()
     assert ask.name() == "action_ask_pain_now"
@@ -130,6 +163,18 @@ async def test_ask_action_uses_the_reask_after_a_failure() -> None:
     dispatcher = CollectingDispatcher()
     await ask.run(dispatcher, tracker("p"), DOMAIN)
     assert dispatcher.messages[0]["text"] == get_content().questions["pain_now"].text
+
+
+async def test_ask_action_words_the_question_for_this_checkin(patient_id: str) -> None:
+    cid = checkin_id_of(patient_id)
+    dispatcher = CollectingDispatcher()
+    await ASK_ACTIONS["safety_neuro"]().run(dispatcher, tracker(patient_id, {"checkin_id": cid}),
+                                            DOMAIN)
+    assert dispatcher.messages[0]["text"].startswith("Since your procedure,")
+    dispatcher = CollectingDispatcher()
+    await ASK_ACTIONS["safety_headache_severe"]().run(
+        dispatcher, tracker(patient_id, {"checkin_id": cid}), DOMAIN)
+    assert dispatcher.messages[0]["text"].endswith("If yes, call 911 now.")
 
 
 async def test_pause_and_finish(patient_id: str) -> None:

@@ -35,7 +35,42 @@ def test_peg_at_weekly_checkpoints_only() -> None:
 def test_messages_fit_two_sms_segments() -> None:
     for q in get_content().questions.values():
         assert len(q.text) <= SMS_MAX_CHARS and len(q.reask) <= SMS_MAX_CHARS
+        assert len(q.text_first or "") <= SMS_MAX_CHARS
     assert all(len(m) <= SMS_MAX_CHARS for m in get_messages().values())
+
+
+def test_follow_ups_are_safety_questions_asked_only_after_a_yes() -> None:
+    from web.admin_protocols import safety_choices
+
+    content = get_content()
+    follow_ups = {q.follow_up: q.id for q in content.questions.values() if q.follow_up}
+    assert follow_ups == {"safety_neuro_change": "safety_neuro",
+                          "safety_infection_severe": "safety_infection",
+                          "safety_headache_severe": "safety_headache",
+                          "safety_pump_withdrawal_severe": "safety_pump_withdrawal"}
+    for item, parent in follow_ups.items():
+        q = content.questions[item]
+        assert q.parent == parent and q.is_safety and q.flag_tier == "emergency"
+        assert content.questions[parent].flag_tier == "urgent"
+    for proc in content.procedures.values():
+        assert not {rule.item for rule in proc.safety} & set(follow_ups), proc.id
+    assert not {item for item, _ in safety_choices()} & set(follow_ups)
+
+
+def test_a_follow_up_must_be_a_safety_question(monkeypatch: pytest.MonkeyPatch) -> None:
+    from painpath import content as content_mod
+
+    real = content_mod._load_yaml
+
+    def patched(name: str):  # type: ignore[no-untyped-def]
+        data = real(name)
+        if name == "questions.yaml":
+            data["items"]["safety_burning"]["follow_up"] = "pain_now"
+        return data
+
+    monkeypatch.setattr(content_mod, "_load_yaml", patched)
+    with pytest.raises(content_mod.ContentError, match="safety_burning: follow_up 'pain_now'"):
+        content_mod.load_content()
 
 
 def test_offsets() -> None:
@@ -57,7 +92,9 @@ def test_every_sms_fits_two_gsm_segments_after_normalisation() -> None:
     from painpath.sms_text import is_gsm, segments, to_gsm
 
     texts = [q.text for q in get_content().questions.values()]
+    texts += [q.text_first for q in get_content().questions.values() if q.text_first]
     texts += [q.reask for q in get_content().questions.values()]
+    texts = [t.replace("{emergency_number}", "911") for t in texts]
     texts += list(get_messages().values())
     for text in texts:
         sms = to_gsm(text)

@@ -283,6 +283,10 @@ def test_patient_page_shows_the_record_and_is_audited(client: TestClient, nurse:
                    status="answered"),
             Answer(checkin_id=checkin.id, item="percent_relief", value=60, raw_text="60%",
                    status="answered"),
+            Answer(checkin_id=checkin.id, item="safety_headache", value=None, raw_text="hmm",
+                   status="unclear", attempts=2),
+            Answer(checkin_id=checkin.id, item="safety_neuro_change", value=0,
+                   raw_text="same", status="answered"),
         ])
     resp = client.get(f"/patients/{pid}")
     assert resp.status_code == 200
@@ -290,6 +294,7 @@ def test_patient_page_shows_the_record_and_is_audited(client: TestClient, nurse:
     assert "Paula Page" in html and "Epidural steroid injection" in html
     assert "Pain now" in html and "3 / 10" in html and "Relief since the procedure" in html
     assert "60%" in html
+    assert "unclear twice (escalated one tier up)" in html and "Same or better" in html
     assert "<svg" in html and "dot-pain" in html
     assert count(AuditLog, AuditLog.action == "view_patient", AuditLog.patient_id == pid,
                  AuditLog.clinician_id == nurse) == 1

@@ -205,12 +205,31 @@ def test_parse_yes_no_none(text: str) -> None:
 
 
 # --------------------------------------------------------------------------- #
+# parse_worse_or_same (the neuro follow-up: SAME or WORSE)
+# --------------------------------------------------------------------------- #
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("SAME", False), ("same, improving", False), ("getting better", False),
+     ("Same.", False), ("no change", False), ("not worse", False),
+     ("nothing new, same as yesterday", False), ("it is wearing off like they said", False),
+     ("WORSE", True), ("getting worse", True), ("it's spreading up my leg", True),
+     ("maybe worse", True), ("no, it is worse", True), ("I wet myself", True),
+     ("not better", None), ("not the same", None), ("maybe the same", None),
+     ("better in the leg but the arm is worse", None), ("yes", None), ("no", None),
+     ("idk", None), ("", None)],
+)
+def test_parse_worse_or_same(text: str, expected: bool | None) -> None:
+    assert parse_answer("worse_or_same", text) is expected
+
+
+# --------------------------------------------------------------------------- #
 # parse_answer and KINDS
 # --------------------------------------------------------------------------- #
 
 def test_kinds_map_to_parsers() -> None:
     assert KINDS == {"nrs": "pain_0_10", "percent": "percent_relief", "pgic": "pgic",
-                     "yesno": "yes_no", "phq": "phq_0_3"}
+                     "yesno": "yes_no", "worse_or_same": "worse_or_same", "phq": "phq_0_3"}
     for question in KINDS.values():
         parse_answer(question, "5")
 

@@ -72,6 +72,8 @@ def test_load_show_and_reschedule_pending(clinic: str, tmp_path: Path, capsys) -
     ("procedures: {prp_injection: {checkins: [3d, 1d]}}", "time order"),
     ("procedures: {prp_injection: {checkins: [1d], safety: [{item: safety_vibes}]}}",
      "unknown safety question"),
+    ("procedures: {prp_injection: {checkins: [1d], safety: [{item: safety_neuro_change}]}}",
+     "only asked after a yes to 'safety_neuro'"),
     ("procedures: [", "not valid YAML"),
     ("hello: 1", "procedures"),
 ])

@@ -115,9 +115,12 @@ async def test_action_urgent_answer_counts_and_form_goes_on(patient_id: str) -> 
     dispatcher = CollectingDispatcher()
     events = await ActionHandleRedFlag().run(dispatcher, _tracker(
         patient_id, "yes, my headache is way worse sitting up", "urgent", ["positional headache"],
-        {"checkin_id": checkin_id, "requested_slot": "safety_headache"}, form=True), {})
-    assert events == [SlotSet("safety_headache", True), SlotSet("red_flag_stop", False),
-                      ActiveLoop(None), SlotSet("requested_slot", None)]
+        {"checkin_id": checkin_id, "requested_slot": "safety_headache",
+         "checkin_items": ["safety_headache"]}, form=True), {})
+    assert events == [SlotSet("safety_headache", True), SlotSet("safety_headache_severe", None),
+                      SlotSet("checkin_items", ["safety_headache", "safety_headache_severe"]),
+                      SlotSet("red_flag_stop", False), ActiveLoop(None),
+                      SlotSet("requested_slot", None)]
     with new_session() as session:
         assert checkins.final_answer(session, checkin_id, "safety_headache") == (True, True)
         assert session.execute(select(Escalation.tier)).scalars().all() == ["urgent"]
@@ -128,10 +131,12 @@ async def test_yes_to_a_higher_tier_safety_question_raises_the_tier(patient_id: 
         checkin = checkins.next_checkin(session, patient_id)
         checkins.begin(session, checkin)
         checkin_id = checkin.id
+        checkins.submit(session, checkin_id, "safety_neuro", "yes")  # urgent; follow-up next
     dispatcher = CollectingDispatcher()
     await ActionHandleRedFlag().run(dispatcher, _tracker(
-        patient_id, "yes some tingling in my foot", "urgent", ["tingling"],
-        {"checkin_id": checkin_id, "requested_slot": "safety_neuro"}, form=True), {})
+        patient_id, "worse, the tingling is spreading up my leg", "urgent", ["tingling"],
+        {"checkin_id": checkin_id, "requested_slot": "safety_neuro_change"}, form=True), {})
     with new_session() as session:
-        assert session.execute(select(Escalation.tier)).scalar_one() == "emergency"
+        assert session.execute(select(Escalation.tier).order_by(Escalation.id)).scalars().all() \
+            == ["urgent", "emergency"]
     assert "call 911" in dispatcher.messages[0]["text"]

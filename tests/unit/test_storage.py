@@ -100,3 +100,34 @@ def test_day_offsets_keep_the_wall_clock_across_daylight_saving(clinic: str) -> 
     assert due["1d"] == datetime(2026, 10, 31, 14, 30, tzinfo=timezone.utc)  # 09:30 CDT
     assert due["4d"] == datetime(2026, 11, 3, 15, 30, tzinfo=timezone.utc)   # 09:30 CST
     assert len(set(due.values())) == len(due)  # nothing doubled
+
+
+def test_pump_split_migration_adds_the_withdrawal_question_to_pending_checkins(
+        clinic: str, database_url: str) -> None:
+    from painpath.migrate import downgrade, upgrade
+    from painpath.models import Clinic, Protocol
+
+    with new_session() as session, session.begin():
+        patient_id = enroll(session, request(procedure="intrathecal_pump")).id
+        clinic_id = session.execute(select(Clinic.id)).scalar_one()
+        session.add(Protocol(clinic_id=clinic_id, procedure="intrathecal_pump", spec={
+            "checkins": ["1d", "7d"],
+            "safety": [{"item": "safety_pump", "until_day": 30}, {"item": "safety_neuro"}]}))
+        first = session.execute(select(CheckIn).where(CheckIn.patient_id == patient_id)
+                                .order_by(CheckIn.due_at)).scalars().first()
+        first.status = "completed"
+        first.items = ["safety_pump", "pain_now"]  # asked the old way: left as it was
+    downgrade(database_url, "0008")
+    with new_session() as session:
+        rows = session.execute(select(CheckIn).order_by(CheckIn.due_at)).scalars().all()
+        assert all("safety_pump_withdrawal" not in c.items for c in rows)
+    upgrade(database_url)
+    with new_session() as session:
+        rows = session.execute(select(CheckIn).order_by(CheckIn.due_at)).scalars().all()
+        assert rows[0].items == ["safety_pump", "pain_now"]
+        for c in rows[1:]:
+            assert c.items[:3] == ["safety_pump", "safety_pump_withdrawal", "safety_neuro"]
+        spec = session.execute(select(Protocol.spec)).scalar_one()
+        assert spec["safety"] == [{"item": "safety_pump", "until_day": 30},
+                                  {"item": "safety_pump_withdrawal", "until_day": 30},
+                                  {"item": "safety_neuro"}]

@@ -268,6 +268,21 @@ def test_procedure_specific():
     assert tier("the pump keeps beeping", "intrathecal_pump") == "urgent"
 
 
+def test_pump_marked_drowsiness_or_drowsiness_since_a_refill_is_an_emergency():
+    # CLINICAL.md §1.8: extreme drowsiness is an overdose sign; the risk is highest
+    # after a refill or a dose change
+    _check([
+        ("emergency", "very drowsy since the refill", "intrathecal_pump"),
+        ("emergency", "so sleepy since they filled the pump", "intrathecal_pump"),
+        ("emergency", "she's been drowsy ever since her pump refill on monday", "intrathecal_pump"),
+        ("emergency", "extremely groggy after they changed the dose", "intrathecal_pump"),
+        ("emergency", "since the rate went up he is sedated most of the day", "intrathecal_pump"),
+        ("urgent", "a bit drowsy today", "intrathecal_pump"),
+        ("none", "not drowsy since the refill", "intrathecal_pump"),
+        ("none", "very drowsy since the refill", "epidural_steroid_injection"),
+    ])
+
+
 # ───────────────────────── routine ─────────────────────────
 
 def test_routine():
