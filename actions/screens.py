@@ -5,7 +5,8 @@ tracker and `painpath.screening`.
 (bot/rules/screens.yml) then open `screen_form`, whose one slot, `screen_reply`,
 takes the patient's next message whatever its intent. The validator hands it to
 `screening.answer`; a new question (the crisis follow-up, or the answer's own
-screen) keeps the form open, otherwise `screen_resume` says which form goes on.
+screen) keeps the form open; otherwise `action_screen_done` sets `screen_resume`
+to the form that goes on.
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from painpath.db import new_session
 logger = logging.getLogger(__name__)
 
 NOTHING = "nothing"  # `screen_resume` when no form goes on
+RESUMABLE = ("checkin", "exercise")
 
 
 class ActionAskScreenReply(BlockingAction):
@@ -35,6 +37,9 @@ class ActionAskScreenReply(BlockingAction):
 
     def run_blocking(self, dispatcher: CollectingDispatcher, tracker: Tracker,
                      domain: DomainDict) -> List[EventType]:
+        intent = (tracker.latest_message.get("intent") or {}).get("name") or ""
+        if intent.startswith("EXTERNAL_"):  # outreach held: the question stands, unrepeated
+            return []
         with new_session() as session:
             text = screening.question(session, tracker.sender_id)
         if text:
@@ -66,22 +71,25 @@ class ValidateScreenForm(FormValidationAction):
         if turn.asked:  # the next question is pending: the form asks it
             return {"screen_reply": None}
         slots: Dict[Text, Any] = {"screen_reply": "answered",
-                                  "screen_resume": turn.resume or NOTHING}
+                                  "screen_outcome": turn.resume or NOTHING}
         if turn.resume == "exercise":
             slots.update(exercise_session=turn.exercise_session_id, exercise_reply=None)
         return slots
 
 
 class ActionScreenDone(Action):
-    """Clears the question's slots once it is answered (the rules reopen the form
-    it interrupted, from `screen_resume`)."""
+    """Once the question is answered: `screen_resume` says which form goes on (the
+    rules reopen it) and the question's slots are cleared."""
 
     def name(self) -> Text:
         return "action_screen_done"
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
                   domain: DomainDict) -> List[EventType]:
-        return [SlotSet("screen_reply", None), SlotSet("screen_asked", None)]
+        resume = tracker.get_slot("screen_outcome")
+        return [SlotSet("screen_resume", resume if resume in RESUMABLE else NOTHING),
+                SlotSet("screen_reply", None), SlotSet("screen_outcome", None),
+                SlotSet("screen_asked", None)]
 
 
 class ActionHoldOutreach(Action):
