@@ -260,7 +260,8 @@ def repage_due(session: Session, now: datetime | None = None) -> list[int]:
             msg = record_outbound(
                 session, to=patient.phone if patient.channel == "sms" else "web",
                 channel=patient.channel, patient_id=patient.id,
-                body=message("redflag_call_overdue", clinic=clinic.name,
+                body=message("crisis_call_overdue" if escalation.tier == "crisis"
+                             else "redflag_call_overdue", clinic=clinic.name,
                              clinic_phone=clinic.phone or "your clinic",
                              emergency_number=clinic.emergency_number or "911"),
                 idempotency_key=f"overdue:{escalation.id}")

@@ -16,7 +16,9 @@ pending per patient, and the patient's next message answers it:
 A screen not answered by `due_at` (screens.yaml `timeout_minutes` after it was
 asked) is escalated by the scheduler (`run_timeouts`), exactly once: the row is
 claimed by a conditional update, whichever of the answer and the timeout comes
-first.
+first. The crisis follow-up is not escalated (the crisis was paged already): after
+`FOLLOWUP_WAIT` its silence is a note on the escalation and it stops holding the
+patient's other outreach.
 """
 from __future__ import annotations
 
@@ -40,6 +42,9 @@ from painpath.triage import tier_rank
 logger = logging.getLogger(__name__)
 
 FOLLOWUP = "crisis_followup"  # the crisis follow-up question (messages.yaml), not a screen
+# the follow-up waits this long before it stops holding other outreach; its silence is
+# a note for the nurse (the crisis itself was paged in real time and is re-paged)
+FOLLOWUP_WAIT = timedelta(minutes=60)
 LATE_WINDOW = timedelta(hours=24)  # an answer after the timeout still reaches the nurse
 PENDING = ScreenStatus.PENDING.value
 _STATUS = {True: ScreenStatus.YES, False: ScreenStatus.NO, None: ScreenStatus.UNCLEAR}
@@ -115,7 +120,7 @@ def ask(session: Session, patient_id: str, question_id: str, flag_tier: str, *,
         return None
     patient = session.get(Patient, patient_id)
     if question_id == FOLLOWUP:
-        text, due = message("redflag_crisis_followup"), None
+        text, due = message("redflag_crisis_followup"), now + FOLLOWUP_WAIT
     else:
         text = get_screen(question_id).text(_language(patient))
         due = now + timedelta(minutes=screen_book().timeout_minutes)
@@ -262,6 +267,10 @@ def _late(session: Session, patient_id: str, text: str, now: datetime) -> Screen
         return ScreenTurn(replies=[message("screen_closed", emergency_number=emergency)],
                           closed=True)
     last.answer_text = text[:4000]
+    if last.screen_id == FOLLOWUP:  # still worth its answer and its note
+        value = parse_yes_no(text)
+        return ScreenTurn(replies=crisis.followup_answer(session, patient_id,
+                                                         last.escalation_id, value, now).replies)
     label = _LABEL[_STATUS[parse_yes_no(text)]]
     if last.escalation_id is not None:
         add_note(session, last.escalation_id,
@@ -332,8 +341,13 @@ def expire(session: Session, screen_id: int, now: datetime) -> list[int]:
     if not won:
         return []
     row = session.get(SafetyScreen, screen_id)
-    turn = ScreenTurn()
     minutes = round((row.due_at - row.asked_at).total_seconds() / 60)
+    if row.screen_id == FOLLOWUP:
+        if row.escalation_id is not None:
+            add_note(session, row.escalation_id,
+                     f"crisis follow-up: no answer within {minutes} min", now)
+        return []
+    turn = ScreenTurn()
     _escalate(session, row, f"screen {row.screen_id}: no reply within {minutes} min", None,
               now, turn)
     followup = question(session, row.patient_id) if turn.asked else None

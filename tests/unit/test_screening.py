@@ -14,7 +14,7 @@ from painpath import checkins, programs, screening
 from painpath.crisis import open_crisis, with_safety_numbers
 from painpath.db import new_session
 from painpath.enrollment import EnrollmentRequest, enroll
-from painpath.escalation import handle_red_flag, resolve
+from painpath.escalation import handle_red_flag, repage_due, resolve
 from painpath.inbound import neutralise_command
 from painpath.messaging import ConsoleGateway, set_gateway
 from painpath.models import (
@@ -280,7 +280,6 @@ def test_the_crisis_followup_is_answered_with_the_numbers_and_a_note(
         crisis = handle_red_flag(session, patient_id, "crisis", ["thoughts of suicide"], "…",
                                  now=NOW)
     ask(patient_id, FOLLOWUP, "crisis", escalation_id=crisis.escalation_id)
-    assert rows(patient_id)[-1].due_at is None  # no timeout: the crisis is already paged
     turn = answer(patient_id, reply)
     assert turn.replies[0].startswith(reply_start)
     assert "988" in turn.replies[0] and "911" in turn.replies[0]
@@ -323,3 +322,39 @@ def test_no_checkin_starts_while_a_question_is_pending(patient_id: str) -> None:
 ])
 def test_a_leading_slash_is_never_an_intent(text: str, expected: str) -> None:
     assert neutralise_command(text) == expected
+
+
+def test_a_silent_followup_is_a_note_and_stops_holding_outreach(patient_id: str) -> None:
+    with new_session() as session, session.begin():
+        crisis = handle_red_flag(session, patient_id, "crisis", ["thoughts of suicide"], "…",
+                                 now=NOW)
+    ask(patient_id, FOLLOWUP, "crisis", escalation_id=crisis.escalation_id)
+    before = len(pages())
+    assert screening.expire_due(NOW + timedelta(minutes=59)) == []
+    assert screening.expire_due(NOW + timedelta(minutes=61)) == []  # no page, no message
+    assert len(pages()) == before and rows(patient_id)[-1].status == "timeout"
+    assert escalations(patient_id)[-1].reasons[-1] == \
+        "crisis follow-up: no answer within 60 min"
+    with new_session() as session:
+        assert screening.pending(session, patient_id) is None
+    # an answer that comes later is still answered, with the numbers, and noted
+    turn = answer(patient_id, "no", now=NOW + timedelta(minutes=70))
+    assert "988" in turn.replies[0] and "911" in turn.replies[0]
+    assert escalations(patient_id)[-1].reasons[-1] == \
+        "crisis follow-up: NO ONE nearby to stay with the patient"
+
+
+def test_an_overdue_same_day_call_keeps_the_crisis_numbers(patient_id: str) -> None:
+    with new_session() as session, session.begin():
+        crisis = handle_red_flag(session, patient_id, "crisis", ["thoughts of suicide"], "…",
+                                 now=NOW)
+    ask(patient_id, "asq5", "crisis", escalation_id=crisis.escalation_id)
+    answer(patient_id, "no", now=NOW)
+    with new_session() as session, session.begin():
+        escalation = session.get(Escalation, crisis.escalation_id)
+        escalation.status = "acknowledged"  # the nurse saw it but has not called yet
+        repage_due(session, NOW + timedelta(hours=2, minutes=1))
+    with new_session() as session:
+        told = session.execute(select(Message.body).where(
+            Message.patient_id == patient_id)).scalars().all()
+    assert len(told) == 1 and "hasn't reached you yet" in told[0] and "988" in told[0]
