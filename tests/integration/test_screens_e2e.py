@@ -62,7 +62,7 @@ def screens_of(stack, patient_id: str) -> list[tuple[str, str]]:
 
 
 def test_yes_to_a_screen_escalates_at_its_tier(stack, screened) -> None:
-    phone = "+14155550161"
+    phone = "+14155550761"
     patient_id = enroll(stack, phone)
     assert reply_to(stack, phone, "my legs feel weird")[0].startswith(NEURO)
     assert screens_of(stack, patient_id) == [("neuro", "pending")]
@@ -75,7 +75,7 @@ def test_yes_to_a_screen_escalates_at_its_tier(stack, screened) -> None:
 
 
 def test_an_unclear_answer_escalates(stack, screened) -> None:
-    phone = "+14155550162"
+    phone = "+14155550762"
     patient_id = enroll(stack, phone)
     assert reply_to(stack, phone, "my foot feels a bit weird")[0].startswith(NEURO)
     assert "call 911" in reply_to(stack, phone, "not sure tbh")[0]
@@ -85,7 +85,7 @@ def test_an_unclear_answer_escalates(stack, screened) -> None:
 
 
 def test_a_second_screened_message_answers_the_first_never_stacks(stack, screened) -> None:
-    phone = "+14155550171"
+    phone = "+14155550771"
     patient_id = enroll(stack, phone)
     assert reply_to(stack, phone, "my legs feel weird")[0].startswith(NEURO)
     replies = reply_to(stack, phone, "my foot feels a bit weird")
@@ -94,7 +94,7 @@ def test_a_second_screened_message_answers_the_first_never_stacks(stack, screene
 
 
 def test_no_mid_checkin_notes_it_and_the_checkin_resumes(stack, screened) -> None:
-    phone = "+14155550163"
+    phone = "+14155550763"
     patient_id = enroll(stack, phone, baseline_pain="6")
     stack.cli("checkin", "start", "--patient", patient_id)
     stack.twilio.wait_for_count(phone, 2)
@@ -125,7 +125,7 @@ def _first_line(question: str, stack, patient_id: str) -> str:
 
 
 def test_silence_is_escalated_by_the_timeout_job(stack, screened) -> None:
-    phone = "+14155550164"
+    phone = "+14155550764"
     patient_id = enroll(stack, phone)
     reply_to(stack, phone, "my hand feels strange")
     with new_session(stack.database_url) as session:
@@ -150,7 +150,7 @@ def test_silence_is_escalated_by_the_timeout_job(stack, screened) -> None:
 
 
 def test_a_leading_slash_is_triaged_over_sms(stack, screened) -> None:
-    phone = "+14155550165"
+    phone = "+14155550765"
     patient_id = enroll(stack, phone)
     replies = reply_to(stack, phone, "/I want to end my life tonight")
     assert "call or text 988 now" in replies[0] and replies[1].startswith(ASQ5)
@@ -160,7 +160,7 @@ def test_a_leading_slash_is_triaged_over_sms(stack, screened) -> None:
 
 
 def test_a_leading_slash_is_triaged_in_the_web_chat(stack, screened) -> None:
-    patient_id = stack.cli("enroll", "--clinic", "e2e", "--phone", "+14155550167",
+    patient_id = stack.cli("enroll", "--clinic", "e2e", "--phone", "+14155550767",
                            "--procedure", "epidural_steroid_injection", "--procedure-at",
                            "2026-11-20T09:00:00Z", "--channel", "web").stdout.strip()
     token = stack.cli("chat-link", "--patient", patient_id).stdout.strip().rsplit("/", 1)[-1]
@@ -174,7 +174,7 @@ def test_a_leading_slash_is_triaged_in_the_web_chat(stack, screened) -> None:
 
 
 def test_asq5_yes_is_imminent_then_the_followup_no_adds_a_note(stack, screened) -> None:
-    phone = "+14155550168"
+    phone = "+14155550768"
     patient_id = enroll(stack, phone)
     replies = reply_to(stack, phone, "honestly everyone would be better off if i was dead")
     assert "988" in replies[0] and replies[1].startswith(ASQ5)
@@ -195,7 +195,7 @@ def test_asq5_yes_is_imminent_then_the_followup_no_adds_a_note(stack, screened) 
 
 
 def test_asq5_no_gives_a_same_day_call_in_local_time(stack, screened) -> None:
-    phone = "+14155550169"
+    phone = "+14155550769"
     patient_id = enroll(stack, phone)
     reply_to(stack, phone, "i feel like i cant go on like this")
     sent_at = datetime.now(timezone.utc)
@@ -210,7 +210,7 @@ def test_asq5_no_gives_a_same_day_call_in_local_time(stack, screened) -> None:
 
 
 def test_asq5_silence_is_imminent_and_the_followup_yes_is_answered(stack, screened) -> None:
-    phone = "+14155550170"
+    phone = "+14155550770"
     patient_id = enroll(stack, phone)
     reply_to(stack, phone, "I want to end my life tonight")
     [esc] = stack.show(patient_id)["escalations"]
