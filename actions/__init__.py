@@ -1,5 +1,5 @@
 """Rasa custom actions (rasa-sdk). Thin: the logic lives in `painpath/`."""
-from actions import cbt, checkin, escalation  # noqa: F401  (registers the actions)
+from actions import cbt, checkin, escalation, screens  # noqa: F401  (registers the actions)
 from painpath.logsafety import install_phone_redaction
 
 # The action server has configured its logging by the time it imports this package:

@@ -223,6 +223,34 @@ def cmd_checkin_start(args: argparse.Namespace) -> None:
                         f"by {result['channel']} ({len(result['messages'])} message(s))")
 
 
+def cmd_screens_expire(args: argparse.Namespace) -> None:
+    """What the scheduler's screen-timeout job does, once, at `--now` (default: now)."""
+    from datetime import datetime
+
+    from painpath.screening import run_timeouts
+
+    now = None
+    if args.now:
+        try:
+            now = datetime.fromisoformat(args.now)
+        except ValueError:
+            raise CliError(f"--now {args.now!r} is not an ISO 8601 time") from None
+        if now.tzinfo is None:
+            raise CliError("--now needs a UTC offset, e.g. 2026-11-24T15:00:00+00:00")
+    sent = run_timeouts(now)
+    _emit(args, {"messages": sent}, f"{len(sent)} message(s) for unanswered screens")
+
+
+def _add_screens_parser(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("screens", parents=[common], help="direct safety questions")
+    ssub = p.add_subparsers(dest="screens_command", required=True)
+    p = ssub.add_parser("expire", parents=[common],
+                        help="escalate screens with no reply by their due time (the "
+                             "scheduler's job, run once)")
+    p.add_argument("--now", help="ISO 8601 time with offset to run at (default: now)")
+    p.set_defaults(fn=cmd_screens_expire)
+
+
 def cmd_patient_show(args: argparse.Namespace) -> None:
     from painpath.patients import show
 
@@ -458,6 +486,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--patient", required=True)
     p.set_defaults(fn=cmd_checkin_start)
 
+    _add_screens_parser(sub, common)
     p = sub.add_parser("patient", parents=[common], help="patients")
     psub = p.add_subparsers(dest="patient_command", required=True)
     p = psub.add_parser("show", parents=[common], help="show a patient's record")

@@ -23,6 +23,7 @@ from painpath.triage import tier_rank
 logger = logging.getLogger(__name__)
 
 ALERTING_TIERS = ("emergency", "crisis", "urgent")
+IMMINENT = "imminent"  # a reason: imminent risk of suicide (DESIGN.md), marked on the page
 URGENT_CALLBACK = timedelta(hours=2)  # "a nurse will call you by …" (same-day contact)
 _ONE_UP = {"routine": "urgent", "urgent": "emergency", "emergency": "emergency",
            "crisis": "crisis"}
@@ -89,6 +90,8 @@ def alert_body(escalation: Escalation, patient: Patient, level: int = 1) -> str:
     link = f"{get_settings().web_base_url}/escalations/{escalation.id}"
     again = "" if level == 1 else f" (page {level}: not yet acknowledged)"
     what = "TASK" if escalation.kind != "red_flag" else escalation.tier.upper()
+    if escalation.kind == "red_flag" and IMMINENT in (escalation.reasons or []):
+        what += " (IMMINENT)"
     return (f"PainPath alert #{escalation.id}: {what} for patient "
             f"{initials(patient.name)}{again}. Open {link} . Reply ACK {escalation.id} "
             "to acknowledge.")
@@ -108,8 +111,9 @@ def _record(session: Session, escalation: Escalation, action: str,
 
 
 def _page(session: Session, escalation: Escalation, patient: Patient, level: int,
-          now: datetime) -> list[int]:
-    """Queue the alert for page `level` (1 primary, 2 backup, 3+ fallback number)."""
+          now: datetime, tag: str = "") -> list[int]:
+    """Queue the alert for page `level` (1 primary, 2 backup, 3+ fallback number);
+    `tag` names a page sent again at the same level for new information."""
     clinic = patient.clinic
     targets: list[tuple[str, int | None]] = []
     if level == 1:
@@ -124,10 +128,12 @@ def _page(session: Session, escalation: Escalation, patient: Patient, level: int
     for phone, clinician_id in targets:
         msg = record_outbound(session, to=phone, body=alert_body(escalation, patient, level),
                               clinician_id=clinician_id,
-                              idempotency_key=f"alert:{escalation.id}:{level}:{phone}")
+                              idempotency_key=f"alert:{escalation.id}:{level}:{phone}"
+                              + (f":{tag}" if tag else ""))
         if msg is not None:
             ids.append(msg.id)
-            _record(session, escalation, "paged", clinician_id, f"level {level}", now)
+            _record(session, escalation, "paged", clinician_id,
+                    f"level {level}" + (f" ({tag})" if tag else ""), now)
     if not targets:
         logger.error("escalation %s: clinic %s has nobody to page", escalation.id, clinic.id)
     escalation.page_level = level
@@ -159,6 +165,32 @@ def raise_flag(session: Session, patient_id: str, tier: str, reasons: list[str],
 
 class TransitionError(ValueError):
     """The escalation cannot move that way (e.g. resolving a resolved one)."""
+
+
+def page_again(session: Session, escalation_id: int, tag: str,
+               now: datetime | None = None) -> list[int]:
+    """Page the on-call clinician again at once for new information on an escalation
+    that was already paged (a screen found imminent risk): an acknowledged one is
+    open again, so it is re-paged until someone acknowledges it. Once per `tag`."""
+    now = now or utcnow()
+    escalation = session.get(Escalation, escalation_id)
+    if escalation is None or escalation.status == "resolved":
+        raise TransitionError(f"escalation #{escalation_id} is not open")
+    if escalation.status != "open":
+        escalation.status = "open"
+        _record(session, escalation, "reopened", detail=tag, now=now)
+    patient = session.get(Patient, escalation.patient_id)
+    return _page(session, escalation, patient, 1, now, tag=tag)
+
+
+def add_note(session: Session, escalation_id: int, note: str,
+             now: datetime | None = None) -> None:
+    """Add what the patient said since to an escalation, for the nurse who works it."""
+    escalation = session.get(Escalation, escalation_id)
+    if escalation is None:
+        raise TransitionError(f"no escalation #{escalation_id}")
+    escalation.reasons = list(dict.fromkeys([*(escalation.reasons or []), note]))
+    _record(session, escalation, "note", detail=note, now=now)
 
 
 OUTCOMES = ("called_patient", "sent_to_ed", "scheduled_visit", "no_action_needed")
@@ -236,7 +268,8 @@ def repage_due(session: Session, now: datetime | None = None) -> list[int]:
             msg = record_outbound(
                 session, to=patient.phone if patient.channel == "sms" else "web",
                 channel=patient.channel, patient_id=patient.id,
-                body=message("redflag_call_overdue", clinic=clinic.name,
+                body=message("crisis_call_overdue" if escalation.tier == "crisis"
+                             else "redflag_call_overdue", clinic=clinic.name,
                              clinic_phone=clinic.phone or "your clinic",
                              emergency_number=clinic.emergency_number or "911"),
                 idempotency_key=f"overdue:{escalation.id}")
@@ -259,9 +292,10 @@ class RedFlagResponse:
     replies: list[str]
     raised: Raised | None
     stop_checkin: bool
+    escalation_id: int | None = None  # the escalation raised, or the open one added to
 
 
-def _call_by(patient: Patient, when: datetime) -> str:
+def local_time(patient: Patient, when: datetime) -> str:
     """`when` in the patient's own time zone, e.g. '3:45 PM'."""
     local = when.astimezone(ZoneInfo(patient.timezone))
     return local.strftime("%-I:%M %p").lstrip("0")
@@ -299,17 +333,18 @@ def handle_red_flag(session: Session, patient_id: str, tier: str, reasons: list[
     emergency = clinic.emergency_number or "911"
     if tier == "emergency":
         replies = [message("redflag_emergency", emergency_number=emergency)]
-    elif tier == "crisis":
-        replies = [message("redflag_crisis", emergency_number=emergency),
-                   message("redflag_crisis_followup")]
+    elif tier == "crisis":  # the question that follows is painpath/screening.py's
+        replies = [message("redflag_crisis", emergency_number=emergency)]
     elif tier == "urgent":
-        replies = [message("redflag_urgent", clinic=clinic.name, call_by=_call_by(
+        replies = [message("redflag_urgent", clinic=clinic.name, call_by=local_time(
             patient, (same.call_by if same is not None and same.call_by else now + URGENT_CALLBACK)),
                            emergency_number=emergency)]
     else:
         replies = [message("redflag_routine")]
     return RedFlagResponse(tier=tier, replies=replies, raised=raised,
-                           stop_checkin=tier in ("emergency", "crisis"))
+                           stop_checkin=tier in ("emergency", "crisis"),
+                           escalation_id=same.id if same is not None else raised.escalation_id
+                           if raised is not None else None)
 
 
 def run_repage(now: datetime | None = None) -> list[int]:

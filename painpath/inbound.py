@@ -64,6 +64,20 @@ def clean_text(text: str, max_chars: int | None = None) -> str:
     return text
 
 
+_COMMAND_PREFIX = re.compile(r"^[\s/]+")
+
+
+def neutralise_command(text: str) -> str:
+    """A patient's message as the assistant should read it: Rasa reads a message that
+    starts with "/" as an intent and skips every NLU component, red-flag triage
+    included ("/I want to end my life tonight" got neither 988 nor a page). The
+    leading slashes (and the spaces around them) are dropped; a message of slashes
+    only becomes "?" (nothing to triage, still a turn that is answered)."""
+    if not text.lstrip().startswith("/"):
+        return text
+    return _COMMAND_PREFIX.sub("", text) or "?"
+
+
 def _has_surrogates(text: str) -> bool:
     try:
         text.encode("utf-8")

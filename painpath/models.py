@@ -5,6 +5,7 @@ migrations and these models agree.
 """
 from __future__ import annotations
 
+import enum
 import secrets
 from datetime import datetime, timezone
 
@@ -15,11 +16,13 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import declarative_base, relationship
 from sqlalchemy.types import TypeDecorator
@@ -341,3 +344,44 @@ class ProgramSummary(Base):
     __tablename__ = "program_summary"
     patient_id = Column(String(32), ForeignKey("patient.id"), primary_key=True)
     sent_at = Column(UTCDateTime(), nullable=False)
+
+
+class ScreenStatus(str, enum.Enum):
+    """Where a direct safety question stands (painpath/screening.py)."""
+
+    PENDING = "pending"  # asked; the patient's next message answers it
+    YES = "yes"
+    NO = "no"  # the only answer that settles it
+    UNCLEAR = "unclear"
+    TIMEOUT = "timeout"  # no reply by `due_at`: escalated by the scheduler
+
+
+class SafetyScreen(Base):
+    """A direct safety question asked after a message (DESIGN.md "When unsure, ask"):
+    a screen from painpath/content/screens.yaml, or the crisis follow-up ("Is there
+    someone nearby who can stay with you?"). At most one is pending per patient."""
+
+    __tablename__ = "safety_screen"
+    __table_args__ = (
+        Index("uq_safety_screen_pending", "patient_id", unique=True,
+              sqlite_where=text("status = 'pending'"),
+              postgresql_where=text("status = 'pending'")),
+    )
+    id = Column(Integer, primary_key=True)
+    patient_id = Column(String(32), ForeignKey("patient.id"), nullable=False, index=True)
+    screen_id = Column(String(32), nullable=False)  # a screens.yaml id, or "crisis_followup"
+    tier = Column(String(16), nullable=False)  # escalated at on YES, unclear or silence
+    flag_tier = Column(String(16), nullable=False)  # the tier of the message that asked it
+    question = Column(Text, nullable=False)  # the text the patient was sent
+    asked_at = Column(UTCDateTime(), nullable=False)
+    due_at = Column(UTCDateTime(), nullable=True, index=True)  # None: no timeout (follow-up)
+    status = Column(String(16), nullable=False, default=ScreenStatus.PENDING.value)
+    answer_text = Column(Text, nullable=True)
+    answered_at = Column(UTCDateTime(), nullable=True)
+    # the escalation of the message that asked it, then the one its answer raised
+    escalation_id = Column(Integer, ForeignKey("escalation.id"), nullable=True)
+    # the form it interrupted, reopened at the same question after a clear NO
+    # (None when nothing was in progress or the flag itself stopped it)
+    interrupted = Column(String(16), nullable=True)  # checkin | exercise
+    checkin_id = Column(Integer, ForeignKey("checkin.id"), nullable=True)
+    exercise_session_id = Column(Integer, ForeignKey("exercise_session.id"), nullable=True)

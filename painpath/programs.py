@@ -34,6 +34,8 @@ from painpath.models import (
     PacingPlan,
     Patient,
     ProgramSummary,
+    SafetyScreen,
+    ScreenStatus,
     utcnow,
 )
 from painpath.parsing import parse_pain, parse_percent, parse_yes_no
@@ -861,7 +863,11 @@ def recent_contacts(session: Session, since: datetime) -> dict[str, int]:
 
 
 def _busy(session: Session, patient_id: str, now: datetime) -> bool:
-    """A check-in or exercise under way: a scheduled prompt waits."""
+    """A check-in, an exercise or a safety question under way: a scheduled prompt waits."""
+    if session.execute(select(SafetyScreen.id).where(
+            SafetyScreen.patient_id == patient_id,
+            SafetyScreen.status == ScreenStatus.PENDING.value)).first() is not None:
+        return True
     checkin = session.execute(select(CheckIn.id).where(
         CheckIn.patient_id == patient_id, CheckIn.status == "in_progress",
         CheckIn.started_at >= now - CHECKIN_CONTEXT)).first()

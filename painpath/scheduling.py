@@ -24,7 +24,15 @@ from sqlalchemy import func, or_, select, update
 
 from painpath import diary, programs
 from painpath.db import new_session
-from painpath.models import CheckIn, Clinic, Enrollment, Patient, utcnow
+from painpath.models import (
+    CheckIn,
+    Clinic,
+    Enrollment,
+    Patient,
+    SafetyScreen,
+    ScreenStatus,
+    utcnow,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -380,6 +388,7 @@ def start_due_checkins(now: datetime | None = None, starter: Callable[[str], Any
             missed.append(checkin.id)
         busy = {p for (p,) in session.execute(
             select(CheckIn.patient_id).where(CheckIn.status.in_(("in_progress", "starting"))))}
+        busy |= _awaiting_an_answer(session)
     deferred_ids = set(deferred)
     todo = [(p, c) for p, c in latest.items() if c not in deferred_ids and p not in busy]
     timer.add("decide_ms", clock.perf_counter() - t_decide, clock.thread_time() - c_decide)
@@ -431,6 +440,13 @@ def start_due_checkins(now: datetime | None = None, starter: Callable[[str], Any
     if started:
         logger.info("sweep stats %s", json.dumps(timer.summary(len(started))))
     return SweepResult(started=sorted(started), missed=missed, deferred=deferred)
+
+
+def _awaiting_an_answer(session) -> set[str]:  # type: ignore[no-untyped-def]
+    """Patients with a safety question pending: nothing else is started until it is
+    answered or has timed out (painpath/screening.py)."""
+    return {p for (p,) in session.execute(select(SafetyScreen.patient_id).where(
+        SafetyScreen.status == ScreenStatus.PENDING.value))}
 
 
 def _recent_contacts(session, now: datetime) -> dict[str, int]:  # type: ignore[no-untyped-def]

@@ -12,6 +12,7 @@ from sqlalchemy import select, update
 
 from painpath import consent
 from painpath.content import message
+from painpath.crisis import with_safety_numbers
 from painpath.db import new_session
 from painpath.messaging import send_sms
 from painpath.escalation import acknowledge, raise_flag
@@ -137,7 +138,8 @@ def route_inbound(sender: str, text: str, message_sid: str | None, media: int = 
 
 
 def send_to_patient(patient_id: str, text: str) -> Message | None:
-    """Send the bot's `text` to the patient's phone, unless they opted out."""
+    """Send the bot's `text` to the patient's phone, unless they opted out. While a
+    crisis is unresolved it carries the safety numbers (painpath/crisis.py)."""
     with new_session() as session:
         patient = session.get(Patient, patient_id)
         if patient is None:
@@ -147,7 +149,11 @@ def send_to_patient(patient_id: str, text: str) -> Message | None:
             logger.info("patient %s opted out; SMS not sent", patient_id)
             return None
         phone = patient.phone
-    return send_sms(phone, text, patient_id=patient_id)
+        texts = with_safety_numbers(session, patient_id, [text])
+    sent = None
+    for body in texts:
+        sent = send_sms(phone, body, patient_id=patient_id)
+    return sent
 
 
 # An inbound SMS forwarded to the assistant is "received" while its turn runs,

@@ -20,6 +20,7 @@ from apscheduler.events import EVENT_SCHEDULER_SHUTDOWN, EVENT_SCHEDULER_STARTED
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from painpath.screening import run_timeouts
 from painpath.settings import get_settings
 
 logger = logging.getLogger(__name__)
@@ -33,6 +34,8 @@ RETRY_JOB_ID = "retry-messages"
 RETRY_SECONDS = 10
 PROGRAMS_JOB_ID = "self-management-prompts"
 PROGRAMS_SECONDS = 60
+SCREENS_JOB_ID = "screen-timeouts"
+SCREENS_SECONDS = 15  # a screen's 10 minutes are kept to within a tick
 
 
 # set by build_scheduler/run_forever for this process (jobs take no arguments)
@@ -73,6 +76,13 @@ def repage_escalations() -> None:
     sent = run_repage()
     if sent:
         logger.info("re-paged: %d message(s)", len(sent))
+
+
+def screen_timeouts() -> None:
+    """Job: escalate every safety screen with no reply by its due time (each once)."""
+    sent = run_timeouts()
+    if sent:
+        logger.info("screen timeouts: %d message(s)", len(sent))
 
 
 def retry_messages() -> None:
@@ -139,6 +149,8 @@ def build_scheduler(database_url: str | None = None, *, dispatch: bool = True,
                       replace_existing=True)
     scheduler.add_job(self_management_prompts, "interval", seconds=PROGRAMS_SECONDS,
                       id=PROGRAMS_JOB_ID, replace_existing=True)
+    scheduler.add_job(screen_timeouts, "interval", seconds=SCREENS_SECONDS, id=SCREENS_JOB_ID,
+                      replace_existing=True)
     if dispatch:
         _embed_dispatcher(scheduler, url, dispatch_concurrency)
     return scheduler

@@ -28,6 +28,7 @@ from pydantic import BaseModel
 from sqlalchemy import and_, or_, select
 from starlette.concurrency import run_in_threadpool
 
+from painpath.crisis import with_safety_numbers
 from painpath.db import new_session
 from painpath.inbound import clean_text
 from painpath.logsafety import install_phone_redaction
@@ -142,6 +143,7 @@ def _store_replies(database_url: str, patient_id: str, bodies: list[str]) -> lis
     if not bodies:
         return []
     with new_session(database_url) as session, session.begin():
+        bodies = with_safety_numbers(session, patient_id, bodies)  # while a crisis is open
         messages = [
             Message(patient_id=patient_id, direction="out", channel="web", from_="bot",
                     to="web", body=body, status="delivered")

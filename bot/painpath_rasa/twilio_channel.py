@@ -28,6 +28,7 @@ from painpath.inbound import (
     SMS_MAX_CHARS,
     clean_text,
     inbound_already_received,
+    neutralise_command,
     parse_form,
     valid_message_sid,
 )
@@ -149,8 +150,8 @@ class TwilioInput(InputChannel):
                         logger.info("concurrent replay of inbound SMS %s ignored", sid)
                         return response.text(EMPTY_TWIML, content_type="text/xml")
                     raise
-            forward = routed.forward_text
-            if routed.patient_id is not None and forward is not None and forward.strip():
+            forward = neutralise_command(routed.forward_text or "")  # "/…" is not an intent
+            if routed.patient_id is not None and forward.strip():
                 try:
                     await on_new_message(UserMessage(
                         forward, self.get_output_channel(), routed.patient_id,

@@ -2,7 +2,8 @@
 
 `POST /webhooks/web/webhook` with `{"sender", "message", "metadata"}` and an
 `X-PainPath-Signature` HMAC of the body (painpath/webhook_auth.py); anything
-else gets 403 and reaches no conversation.
+else gets 403 and reaches no conversation. A message that starts with "/" is
+read as the patient's words, never as an intent (it is triaged like any other).
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from rasa.core.channels.rest import RestInput
 from sanic.exceptions import Forbidden
 from sanic.request import Request
 
+from painpath.inbound import neutralise_command
 from painpath.webhook_auth import HEADER, verify_body
 
 logger = logging.getLogger(__name__)
@@ -28,3 +30,7 @@ class WebChatInput(RestInput):
             logger.warning("rejected web-chat message: bad or missing signature")
             raise Forbidden("forbidden")
         return await super()._extract_sender(req)
+
+    def _extract_message(self, req: Request) -> Optional[Text]:
+        text = super()._extract_message(req)
+        return neutralise_command(text) if isinstance(text, str) else text

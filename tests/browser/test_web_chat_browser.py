@@ -79,7 +79,7 @@ def test_thought_record_in_the_web_chat(stack, browser) -> None:
         page.keyboard.press("Enter")
         bot.filter(has_text=expect).last.wait_for(timeout=30000)
 
-    say("I keep thinking it will never get better", "worrying")
+    say("THOUGHTS", "worrying")  # "it will never get better" is screened (ASQ item 5) first
     say("no", "the situation")
     say("lying awake at night", "went through your mind")
     say("this pain will never end", "How strong")

@@ -62,10 +62,13 @@ def test_breathing_on_request_by_sms(stack) -> None:
 def test_red_flag_mid_exercise_wins_and_the_exercise_resumes_later(stack, in_stack_db) -> None:
     phone = "+14155557142"
     patient_id = enroll(stack, phone)
-    assert "Thought record" in reply_to(stack, phone, "I keep thinking it will never get better")[0]
+    # (the patient's own words for it, "I keep thinking it will never get better", now
+    # get ASQ item 5 first: a possible thought of suicide is screened)
+    assert "Thought record" in reply_to(stack, phone, "THOUGHTS")[0]
     assert "situation" in reply_to(stack, phone, "no")[0]
     crisis = " ".join(reply_to(stack, phone, "honestly i just want to die"))
-    assert "988" in crisis
+    assert "988" in crisis and "thoughts of killing yourself right now" in crisis
+    assert "will call you today by" in reply_to(stack, phone, "no")[0]  # ASQ item 5
     with new_session() as session:
         row = session.execute(select(ExerciseSession).where(
             ExerciseSession.patient_id == patient_id)).scalars().one()

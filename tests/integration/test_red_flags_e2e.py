@@ -35,7 +35,8 @@ def test_crisis_outside_a_checkin(stack) -> None:
     phone = "+14155550142"
     patient_id = enroll(stack, phone)
     replies = reply_to(stack, phone, "honestly everyone would be better off if i was dead")
-    assert "988" in replies[0] and "still here" in replies[1]
+    assert "988" in replies[0]
+    assert replies[1].startswith("Are you having thoughts of killing yourself right now?")
     assert stack.show(patient_id)["escalations"][-1]["tier"] == "crisis"
 
 

@@ -153,7 +153,9 @@ async def test_a_red_flag_mid_exercise_wins_and_pauses_it(patient_id: str) -> No
         patient_id, "red_flag", "I want to end my life", {"exercise_session": session_id},
         entities=[{"entity": "red_flag_tier", "value": "crisis"},
                   {"entity": "red_flag_reason", "value": "suicidal thoughts"}], in_form=True), {})
-    assert events[-3:] == [SlotSet("red_flag_stop", True), ActiveLoop(None),
+    # a crisis stops the exercise, and the follow-up question is asked next
+    assert events[-5:] == [SlotSet("red_flag_stop", True), SlotSet("screen_asked", True),
+                           SlotSet("screen_reply", None), ActiveLoop(None),
                            SlotSet("requested_slot", None)]
     assert "988" in " ".join(texts(dispatcher))
     with new_session() as session:

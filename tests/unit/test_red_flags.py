@@ -40,11 +40,13 @@ def test_emergency_wording_and_alert(patient_id: str) -> None:
     assert "L.Q." in alert.body and "leg" not in alert.body
 
 
-def test_crisis_gives_988_and_keeps_talking(patient_id: str) -> None:
+def test_crisis_gives_988_at_once(patient_id: str) -> None:
     with new_session() as session, session.begin():
         r = handle_red_flag(session, patient_id, "crisis", ["suicidal thoughts"], "…")
-    assert "988" in r.replies[0] and len(r.replies) == 2
-    assert "still here" in r.replies[1]
+    # one message: the question that follows (ASQ item 5, or the follow-up) is asked
+    # on its own (painpath/screening.py, tests/unit/test_screening.py)
+    assert r.replies == [r.replies[0]] and "call or text 988 now" in r.replies[0]
+    assert r.stop_checkin and r.escalation_id == r.raised.escalation_id
 
 
 def test_urgent_says_who_calls_and_by_when(patient_id: str) -> None:
@@ -99,8 +101,8 @@ async def test_action_emergency_mid_checkin_stops_the_form(patient_id: str) -> N
     events = await ActionHandleRedFlag().run(dispatcher, _tracker(
         patient_id, "cant feel my legs since this morning", "emergency", ["new leg numbness"],
         {"checkin_id": checkin_id, "requested_slot": "pain_now"}, form=True), {})
-    assert events == [SlotSet("red_flag_stop", True), ActiveLoop(None),
-                      SlotSet("requested_slot", None)]
+    assert events == [SlotSet("red_flag_stop", True), SlotSet("screen_asked", False),
+                      ActiveLoop(None), SlotSet("requested_slot", None)]
     assert "call 911" in dispatcher.messages[0]["text"]
     with new_session() as session:
         assert session.get(CheckIn, checkin_id).status == "paused"
@@ -119,7 +121,8 @@ async def test_action_urgent_answer_counts_and_form_goes_on(patient_id: str) -> 
          "checkin_items": ["safety_headache"]}, form=True), {})
     assert events == [SlotSet("safety_headache", True), SlotSet("safety_headache_severe", None),
                       SlotSet("checkin_items", ["safety_headache", "safety_headache_severe"]),
-                      SlotSet("red_flag_stop", False), ActiveLoop(None),
+                      SlotSet("red_flag_stop", False), SlotSet("screen_asked", False),
+                      ActiveLoop(None),
                       SlotSet("requested_slot", None)]
     with new_session() as session:
         assert checkins.final_answer(session, checkin_id, "safety_headache") == (True, True)

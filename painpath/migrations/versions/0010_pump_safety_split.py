@@ -6,8 +6,8 @@ now asks only about overdose signs, so check-ins not yet started and clinic prot
 that ask `safety_pump` also get `safety_pump_withdrawal` right after it; nothing the
 old question covered is lost for patients already enrolled. Data only, no schema change.
 
-Revision ID: 0009_pump_safety_split
-Revises: 0008
+Revision ID: 0010
+Revises: 0009
 """
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from typing import Any, Callable
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0009_pump_safety_split'
-down_revision = '0008'
+revision = '0010'
+down_revision = '0009'
 branch_labels = None
 depends_on = None
 
