@@ -64,22 +64,22 @@ def screen_book(path: Path = SCREENS_PATH) -> ScreenBook:
                       unreadable["screen"])
 
 
-# Letters that never occur in English or Spanish: another script, or Vietnamese marks
-# (after canonical decomposition: dot below, hook above, horn; and đ, ă, ơ, ư).
-_VIETNAMESE = {"\u0323", "\u0309", "\u031b", "đ", "Đ", "ă", "Ă"}
+# Marks that only Vietnamese uses among Latin-script languages (after canonical
+# decomposition: dot below, hook above, horn, breve; and the letter đ).
+_VIETNAMESE = {"\u0323", "\u0309", "\u031b", "\u0306", "đ", "Đ"}
 
 
 def unreadable(text: str) -> bool:
-    """True when a message is written mostly in a language PainPath cannot read."""
-    letters = foreign = 0
+    """True when a message is written in a language PainPath cannot read: mostly in
+    another script (Cyrillic, Arabic, Chinese...), or in Vietnamese."""
+    letters = other_script = vietnamese = 0
     for ch in unicodedata.normalize("NFD", text):
         if ch in _VIETNAMESE:
-            foreign += 2
+            vietnamese += 1
         elif ch.isalpha():
             letters += 1
-            if ord(ch) > 0x24F:  # beyond Latin Extended-B
-                foreign += 1
-    return letters > 0 and foreign >= max(3, 0.3 * letters)
+            other_script += ord(ch) > 0x24F  # beyond Latin Extended-B
+    return vietnamese >= 2 or (letters > 0 and other_script >= max(3, 0.3 * letters))
 
 
 def get_screen(screen_id: str) -> Screen:

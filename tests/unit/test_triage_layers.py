@@ -168,7 +168,7 @@ ROUNDS = ROOT / "tests" / "data" / "rounds"
 FIRST_CONTACT = {
     "r9": {"unguarded": 8, "screened": 4, "false_alarms": 12},
     "r10": {"unguarded": 4, "screened": 12, "false_alarms": 8},
-    "r11": {"unguarded": 9, "screened": 19, "false_alarms": 18},  # 17, 12 at first contact;
+    "r11": {"unguarded": 7, "screened": 21, "false_alarms": 18},  # 17, 12 at first contact;
     # then messages PainPath cannot read (Russian, Vietnamese) became a note and a screen
     "r12": {"unguarded": 2, "screened": 8, "false_alarms": 9},
 }
