@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from painpath import diary
 from painpath.content import Question, get_content, message
-from painpath.escalation import Raised, raise_flag
+from painpath.escalation import Raised, raise_flag, urgent_reply_for
 from painpath.models import Answer, CheckIn, Enrollment, Patient, utcnow
 from painpath.parsing import KINDS, parse_answer
 
@@ -123,7 +123,9 @@ def submit(session: Session, checkin_id: int, item: str, text: str,
         outcome.raised = raise_flag(session, checkin.patient_id, q.flag_tier,
                                     [q.flag_reason or q.label], text=text, checkin_id=checkin_id)
         emergency = get_settings_emergency(session, checkin.patient_id)
-        outcome.replies.append(message(f"safety_flag_{q.flag_tier}", emergency_number=emergency))
+        outcome.replies.append(
+            urgent_reply_for(session, outcome.raised.escalation_id) if q.flag_tier == "urgent"
+            else message(f"safety_flag_{q.flag_tier}", emergency_number=emergency))
         if q.flag_tier == "emergency":
             outcome.stop_checkin = True
             checkin.status = "completed"

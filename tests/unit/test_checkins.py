@@ -96,4 +96,4 @@ def test_urgent_safety_answer_keeps_the_checkin_going(clinic: str) -> None:
     with new_session() as session, session.begin():
         outcome = checkins.submit(session, checkin_id, "safety_headache", "yes")
     assert not outcome.stop_checkin
-    assert "nurse will call you today" in outcome.replies[0]
+    assert "will call you by" in outcome.replies[0] and "+14155550198" in outcome.replies[0]
