@@ -27,10 +27,10 @@ def emergency_number(clinic: Clinic | None) -> str:
 
 def out_of_hours_route(clinic: Clinic | None) -> str:
     """What to do when the care team is off duty: the clinic's own instruction, else
-    the default (call the clinic's number for its after-hours line, or urgent care)."""
+    the default (the clinic's number, given just before, for its after-hours line, or
+    urgent care)."""
     own = (clinic.out_of_hours or "").strip() if clinic is not None else ""
-    return own.rstrip(".") if own else message("out_of_hours_default",
-                                               clinic_phone=clinic_phone(clinic))
+    return own.rstrip(".") if own else message("out_of_hours_default")
 
 
 def urgent_reply(clinic: Clinic, call_by: str | None) -> str:
