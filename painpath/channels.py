@@ -40,10 +40,7 @@ def start_checkin(patient_id: str) -> dict[str, Any]:
             raise LookupError(f"patient {patient_id} has no check-in to start")
         if patient.channel == "sms" and patient.sms_opted_out:
             raise LookupError(f"patient {patient_id} has opted out of SMS (replied STOP)")
-        held = outreach.holding(session, patient_id)
-        if held is not None:
-            raise LookupError(f"patient {patient_id}: routine outreach is held while escalation "
-                              f"#{held} is open (resolve it first)")
+        outreach.refuse_if_held(session, patient_id)
         channel, checkin_id = patient.channel, checkin.id
     output = SMS_CHANNEL if channel == "sms" else None
     messages = trigger_intent(patient_id, START_CHECKIN_INTENT,

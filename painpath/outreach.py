@@ -128,6 +128,15 @@ def holding(session: Session, patient_id: str) -> int | None:
     return holds_for(session, [patient_id]).get(patient_id)
 
 
+def refuse_if_held(session: Session, patient_id: str) -> None:
+    """For a contact started by hand (`painpath checkin start`) or by a scheduler job
+    after its own check: LookupError while the patient's outreach is held."""
+    escalation_id = holding(session, patient_id)
+    if escalation_id is not None:
+        raise LookupError(f"patient {patient_id}: routine outreach is held while escalation "
+                          f"#{escalation_id} is open (resolve it first)")
+
+
 def hold(session: Session, patient_id: str, escalation_id: int, kind: str, ref: object,
          detail: str, now: datetime) -> bool:
     """Record that `kind` `ref` was held back for the patient. Once per item while the

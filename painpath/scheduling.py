@@ -103,18 +103,9 @@ def start_checkin_queued(patient_id: str) -> dict[str, Any]:
             raise LookupError(f"patient {patient_id} has no check-in to start")
         if patient.channel == "sms" and patient.sms_opted_out:
             raise LookupError(f"patient {patient_id} has opted out of SMS (replied STOP)")
-        refuse_if_held(session, patient_id)
+        outreach.refuse_if_held(session, patient_id)
         channel, checkin_id, phone = patient.channel, checkin.id, patient.phone
     return start_known_checkin(patient_id, checkin_id, channel, phone)
-
-
-def refuse_if_held(session, patient_id: str) -> None:  # type: ignore[no-untyped-def]
-    """LookupError while an open emergency or crisis escalation holds the patient's
-    routine outreach (painpath/outreach.py)."""
-    escalation_id = outreach.holding(session, patient_id)
-    if escalation_id is not None:
-        raise LookupError(f"patient {patient_id}: routine outreach is held while escalation "
-                          f"#{escalation_id} is open (resolve it first)")
 
 
 def start_known_checkin(patient_id: str, checkin_id: int, channel: str, phone: str,
@@ -200,7 +191,7 @@ def trigger_and_record(patient_id: str, intent: str, entities: dict[str, Any],
             raise LookupError(f"no patient {patient_id!r}")
         if patient.channel == "sms" and patient.sms_opted_out:
             raise LookupError(f"patient {patient_id} has opted out of SMS (replied STOP)")
-        refuse_if_held(session, patient_id)
+        outreach.refuse_if_held(session, patient_id)
         channel, phone = patient.channel, patient.phone
     bot = trigger_intent(patient_id, intent, entities=entities)
     texts = [t for t in (sms_text(m) for m in bot) if t]

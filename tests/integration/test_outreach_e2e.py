@@ -5,7 +5,7 @@ welcome SMS at enrolment, QUIT inside an exercise, STOP as a nurse task."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
-from typing import Any, Iterator
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest

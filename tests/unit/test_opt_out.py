@@ -13,7 +13,7 @@ from painpath import programs
 from painpath.db import new_session
 from painpath.dispatch import drain
 from painpath.enrollment import EnrollmentRequest, enroll
-from painpath.messaging import SendResult, apply_status_callback, set_gateway
+from painpath.messaging import SendResult, apply_status_callback
 from painpath.models import Clinic, Escalation, ExerciseSession, Message, Patient, utcnow
 from painpath.sms import route_inbound
 from web.dashboard import queue_data
