@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from painpath import outreach
 from painpath.checkins import next_checkin
 from painpath.db import new_session
 from painpath.models import Message, Patient
@@ -27,7 +28,8 @@ def start_checkin(patient_id: str) -> dict[str, Any]:
     """Start the patient's next check-in now, as the scheduler would.
 
     Raises:
-        LookupError: unknown patient, nothing to start, or SMS opted out.
+        LookupError: unknown patient, nothing to start, SMS opted out, or outreach held
+        (an open emergency or crisis escalation: painpath/outreach.py).
     """
     with new_session() as session:
         patient = session.get(Patient, patient_id)
@@ -38,6 +40,7 @@ def start_checkin(patient_id: str) -> dict[str, Any]:
             raise LookupError(f"patient {patient_id} has no check-in to start")
         if patient.channel == "sms" and patient.sms_opted_out:
             raise LookupError(f"patient {patient_id} has opted out of SMS (replied STOP)")
+        outreach.refuse_if_held(session, patient_id)
         channel, checkin_id = patient.channel, checkin.id
     output = SMS_CHANNEL if channel == "sms" else None
     messages = trigger_intent(patient_id, START_CHECKIN_INTENT,

@@ -125,6 +125,7 @@ def _hours(text: str | None) -> tuple[str | None, str | None]:
 
 
 def cmd_clinic_set(args: argparse.Namespace) -> None:
+    from painpath.contact import check_out_of_hours
     from painpath.enrollment import EnrollmentError, get_clinic
     from painpath.phone import InvalidPhone, normalize
 
@@ -141,6 +142,11 @@ def cmd_clinic_set(args: argparse.Namespace) -> None:
                 clinic.fallback_phone = normalize(args.fallback_phone) if args.fallback_phone else None
             if args.phone:
                 clinic.phone = normalize(args.phone)
+            if args.out_of_hours is not None:
+                try:
+                    clinic.out_of_hours = check_out_of_hours(args.out_of_hours, clinic)
+                except ValueError as exc:
+                    raise CliError(f"--out-of-hours: {exc}") from None
             if args.send_window:
                 clinic.send_from, clinic.send_until = _hours(args.send_window)
             if args.daily_cap is not None:
@@ -150,6 +156,7 @@ def cmd_clinic_set(args: argparse.Namespace) -> None:
             data = {"clinic": clinic.slug, "ack_minutes_emergency": clinic.ack_minutes_emergency,
                     "ack_minutes_urgent": clinic.ack_minutes_urgent,
                     "fallback_phone": clinic.fallback_phone, "phone": clinic.phone,
+                    "out_of_hours": clinic.out_of_hours,
                     "send_window": f"{clinic.send_from}-{clinic.send_until}",
                     "daily_cap": clinic.daily_contact_cap}
     except (EnrollmentError, InvalidPhone) as exc:
@@ -448,12 +455,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("clinic", parents=[common], help="clinic settings")
     csub = p.add_subparsers(dest="clinic_command", required=True)
-    p = csub.add_parser("set", parents=[common], help="escalation settings and phone numbers")
+    p = csub.add_parser("set", parents=[common],
+                        help="escalation settings, phone numbers, the out-of-hours route")
     p.add_argument("--clinic", required=True)
     p.add_argument("--ack-minutes-emergency", type=int, help="re-page after (emergency, crisis)")
     p.add_argument("--ack-minutes-urgent", type=int, help="re-page after (urgent)")
     p.add_argument("--fallback-phone", help="paged when primary and backup do not acknowledge")
     p.add_argument("--phone", help="the clinic's number patients are told to call")
+    p.add_argument("--out-of-hours", metavar="TEXT",
+                   help="what an urgent patient should do when no nurse is on shift, e.g. "
+                        "'call 415-555-0100 and choose the doctor on call' ('' = the default)")
     p.add_argument("--send-window", help="unprompted messages only then, e.g. 08:00-21:00 "
                                          "(patient's local time)")
     p.add_argument("--daily-cap", type=int, help="unprompted contacts per patient per day")

@@ -15,6 +15,8 @@ from painpath.settings import REPO_ROOT, get_settings
 from painpath.weblink import chat_url
 
 DEMO_PATIENT_PHONE = "+14155550100"
+DEMO_FALLBACK_PHONE = "+14155550188"  # the demo clinic's answering service
+DEMO_OUT_OF_HOURS = "call +14155550199 and choose the on-call doctor"
 
 
 def _demo_password() -> str:
@@ -33,6 +35,11 @@ def seed_demo() -> dict[str, str]:
     with new_session() as session, session.begin():
         clinic = ensure_clinic(session, "demo", "Demo Pain Clinic", phone="+14155550199",
                                tz_name="America/Los_Angeles")
+        # the fallback number is paged when nobody is on shift; urgent patients out of
+        # hours are told the out-of-hours route (painpath/contact.py)
+        clinic.phone = clinic.phone or "+14155550199"
+        clinic.fallback_phone = clinic.fallback_phone or DEMO_FALLBACK_PHONE
+        clinic.out_of_hours = clinic.out_of_hours or DEMO_OUT_OF_HOURS
         if session.execute(select(Clinician).where(Clinician.clinic_id == clinic.id)).first() is None:
             session.add(Clinician(clinic_id=clinic.id, name="Nora Nurse", phone="+14155550142",
                                   role="nurse", on_call="primary", username="demo-nurse",

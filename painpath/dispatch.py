@@ -11,7 +11,8 @@ caller that sends at once (a conversation reply, a nurse alert) — first *claim
   on SQLite (one writer at a time) with one atomic ``UPDATE … WHERE id IN (SELECT …
   LIMIT n)``, read back by the claim token;
 - claimable: ``queued`` rows without a provider SID (Twilio also calls an accepted
-  message "queued"), ``failed`` rows whose backoff has passed, and
+  message "queued") whose ``next_attempt_at`` (a not-before time) has come,
+  ``failed`` rows whose backoff has passed, and
   ``sending`` rows whose lease expired (the sender died mid-send);
 - the result is recorded only while the claim is still ours (same token).
 
@@ -21,6 +22,11 @@ recorded would make the next sender send it again. So a claim also sets
 or a refusal with an error code); a row claimed with an older ``unsure_since`` is
 first looked up at the provider (same recipient and body, created since then, SID
 not recorded on another row), and a match is adopted instead of sending again.
+
+A claimed row of routine outreach (``purpose == "outreach"``) whose patient is held by
+an open emergency or crisis escalation is set aside as ``held`` instead of being sent,
+and outreach or a welcome to a patient who has opted out is ``cancelled``
+(painpath/outreach.py).
 
 Sends run on a bounded thread pool, so one slow provider call holds one slot, never
 the batch.
@@ -40,6 +46,7 @@ from typing import Callable, Protocol
 
 from sqlalchemy import and_, func, or_, select, update
 
+from painpath import outreach
 from painpath.db import get_engine, new_session
 from painpath.messaging import (
     BACKOFF_SECONDS, MAX_ATTEMPTS, OPT_OUT_ERROR, SendResult, SmsGateway, get_gateway)
@@ -118,7 +125,9 @@ def _claimable(now: datetime, explicit: bool = False,  # type: ignore[no-untyped
     a failed row is claimable before its backoff has passed. `queued_older_than`:
     only queued rows nobody picked up for that long (the scheduler's safety net)."""
     # "queued" with a SID is Twilio's word for "accepted": only ours (no SID) are outbox
-    queued = and_(Message.status == "queued", Message.provider_sid.is_(None))
+    queued = and_(Message.status == "queued", Message.provider_sid.is_(None),
+                  # not before its time (a welcome written in quiet hours waits for 08:00)
+                  or_(Message.next_attempt_at.is_(None), Message.next_attempt_at <= now))
     if queued_older_than is not None:
         queued = and_(queued, Message.created_at <= now - queued_older_than)
     failed = Message.status == "failed"
@@ -169,9 +178,13 @@ def claim(limit: int, *, name: str = "", now: datetime | None = None,
                 .values(**values).execution_options(synchronize_session=False))
         rows = session.execute(
             select(Message.id, Message.to, Message.body, Message.patient_id, Message.attempts,
-                   Message.unsure_since)
+                   Message.unsure_since, Message.purpose)
             .where(Message.claimed_by == token, Message.status == "sending")
             .order_by(Message.id)).all()
+        # routine outreach to a patient held by an open emergency or crisis is not sent
+        stopped = outreach.stop_claimed(session, [(r.id, r.patient_id, r.purpose) for r in rows
+                                                  if r.purpose is not None], now)
+        rows = [r for r in rows if r.id not in stopped]
     return [Claimed(id=r.id, to=r.to, body=r.body, patient_id=r.patient_id,
                     attempts=r.attempts, token=token, claimed_at=now,
                     unsure_since=r.unsure_since if r.unsure_since and r.unsure_since < now

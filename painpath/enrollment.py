@@ -9,8 +9,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from painpath import contact, outreach
 from painpath.content import get_content
-from painpath.models import CheckIn, Clinic, Consent, Enrollment, Patient
+from painpath.messaging import record_outbound
+from painpath.models import CheckIn, Clinic, Consent, Enrollment, Patient, utcnow
 from painpath.phone import mask, normalize
 
 logger = logging.getLogger(__name__)
@@ -108,8 +110,9 @@ def get_clinic(session: Session, slug: str) -> Clinic:
     return clinic
 
 
-def enroll(session: Session, req: EnrollmentRequest) -> Patient:
-    """Validate everything, then create patient, enrolment, consent and check-ins.
+def enroll(session: Session, req: EnrollmentRequest, now: datetime | None = None) -> Patient:
+    """Validate everything, then create patient, enrolment, consent, check-ins and,
+    for an SMS patient, the welcome message (`queue_welcome`).
 
     Runs inside the caller's transaction: on any error nothing is written.
     """
@@ -140,8 +143,30 @@ def enroll(session: Session, req: EnrollmentRequest) -> Patient:
 
     schedule(session, enrollment)
     session.flush()
+    queue_welcome(session, patient, enrollment, now or utcnow())
     logger.info("enrolled patient %s (%s) at clinic %s", patient.id, mask(phone), clinic.slug)
     return patient
+
+
+def queue_welcome(session: Session, patient: Patient, enrollment: Enrollment,
+                  now: datetime) -> list[int]:
+    """The welcome SMS of an enrolment, written to the outbox in the enrolment's own
+    transaction (never lost) and sent by the dispatcher: at once inside the clinic's
+    send window, else when the window opens in the patient's morning. Once per
+    enrolment (its idempotency key). Web-chat patients see the same safety notice on
+    the chat page instead. Returns the message ids written."""
+    if patient.channel != "sms":
+        return []
+    clinic = patient.clinic or session.get(Clinic, patient.clinic_id)
+    opens = outreach.window_opens(now, patient.timezone, clinic)
+    ids = []
+    for i, text in enumerate(contact.welcome_texts(clinic)):
+        msg = record_outbound(session, to=patient.phone, body=text, patient_id=patient.id,
+                              idempotency_key=f"welcome:{enrollment.id}:{i}",
+                              purpose=outreach.WELCOME, not_before=opens if opens > now else None)
+        if msg is not None:
+            ids.append(msg.id)
+    return ids
 
 
 def _checked(session: Session, req: EnrollmentRequest

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from painpath import contact, outreach
 from painpath.messaging import record_outbound
 from painpath.models import Clinic, Clinician, Escalation, EscalationEvent, Patient, utcnow
 from painpath.settings import get_settings
@@ -85,6 +86,50 @@ def on_call(session: Session, clinic_id: int, role: str = "primary",
     return on_shift[:1] if role == "primary" else []
 
 
+def covered(session: Session, clinic_id: int, start: datetime, end: datetime) -> bool:
+    """Whether a clinician of the clinic is on shift both at `start` and at `end`: a
+    call promised by `end` can honestly be promised (the on-call hours)."""
+    return bool(on_call(session, clinic_id, "primary", start)) and \
+        bool(on_call(session, clinic_id, "primary", end))
+
+
+def _last_resort(session: Session, clinic_id: int, now: datetime) -> list[Clinician]:
+    """Nobody on shift and no fallback number: whoever is on call, on shift or not
+    (primary, else backup, else any active clinician) rather than nobody."""
+    picked = on_call(session, clinic_id, "primary", now)
+    if picked:
+        return picked
+    rows = session.execute(
+        select(Clinician).where(Clinician.clinic_id == clinic_id, Clinician.active.is_(True))
+        .order_by(Clinician.id)).scalars().all()
+    for wanted in ("primary", "backup"):
+        chosen = [c for c in rows if c.on_call == wanted]
+        if chosen:
+            return chosen[:1]
+    return rows[:1]
+
+
+def page_targets(session: Session, clinic: Clinic, level: int,
+                 now: datetime) -> list[tuple[str, int | None]]:
+    """(phone, clinician id or None) paged at `level`: 1 the on-shift primary, 2 the
+    on-shift backup, 3+ the clinic's fallback number. Whenever a level has nobody
+    (nobody on shift at all, no backup) the fallback number is paged instead, and
+    with no fallback number the clinic's on-call clinician even off shift."""
+    targets: list[tuple[str, int | None]] = []
+    if level == 1:
+        targets = [(c.phone, c.id) for c in on_call(session, clinic.id, "primary", now)]
+    elif level == 2:
+        targets = [(c.phone, c.id) for c in on_call(session, clinic.id, "backup", now)]
+    if not targets and clinic.fallback_phone:
+        targets = [(clinic.fallback_phone, None)]
+    if not targets:
+        targets = [(c.phone, c.id) for c in _last_resort(session, clinic.id, now)]
+        if targets:
+            logger.warning("clinic %s: nobody on shift and no fallback number: paging the "
+                           "on-call clinician off shift", clinic.id)
+    return targets
+
+
 def alert_body(escalation: Escalation, patient: Patient, level: int = 1) -> str:
     """The clinician alert SMS: no diagnosis, no procedure, a link to the dashboard."""
     link = f"{get_settings().web_base_url}/escalations/{escalation.id}"
@@ -112,18 +157,11 @@ def _record(session: Session, escalation: Escalation, action: str,
 
 def _page(session: Session, escalation: Escalation, patient: Patient, level: int,
           now: datetime, tag: str = "") -> list[int]:
-    """Queue the alert for page `level` (1 primary, 2 backup, 3+ fallback number);
-    `tag` names a page sent again at the same level for new information."""
+    """Queue the alert for page `level` (`page_targets`: 1 primary, 2 backup, 3+ the
+    fallback number, which also stands in for a level with nobody on shift); `tag`
+    names a page sent again at the same level for new information."""
     clinic = patient.clinic
-    targets: list[tuple[str, int | None]] = []
-    if level == 1:
-        targets = [(c.phone, c.id) for c in on_call(session, clinic.id, "primary", now)]
-    elif level == 2:
-        targets = [(c.phone, c.id) for c in on_call(session, clinic.id, "backup", now)]
-    if not targets and level >= 2 and clinic.fallback_phone:
-        targets = [(clinic.fallback_phone, None)]
-    if not targets and level >= 2:  # nobody else: page whoever was paged first, again
-        targets = [(c.phone, c.id) for c in on_call(session, clinic.id, "primary", now)]
+    targets = page_targets(session, clinic, level, now)
     ids = []
     for phone, clinician_id in targets:
         msg = record_outbound(session, to=phone, body=alert_body(escalation, patient, level),
@@ -141,6 +179,14 @@ def _page(session: Session, escalation: Escalation, patient: Patient, level: int
     return ids
 
 
+def promise_call_by(session: Session, patient: Patient, now: datetime) -> datetime | None:
+    """The time a nurse's call can be promised to an urgent patient: URGENT_CALLBACK
+    from now when the care team is on shift until then, else None (out of hours:
+    the patient gets the clinic's out-of-hours route instead of a promise)."""
+    call_by = now + URGENT_CALLBACK
+    return call_by if covered(session, patient.clinic_id, now, call_by) else None
+
+
 def raise_flag(session: Session, patient_id: str, tier: str, reasons: list[str],
                text: str | None = None, checkin_id: int | None = None,
                kind: str = "red_flag", now: datetime | None = None) -> Raised:
@@ -153,8 +199,8 @@ def raise_flag(session: Session, patient_id: str, tier: str, reasons: list[str],
     escalation = Escalation(patient_id=patient_id, checkin_id=checkin_id, tier=tier,
                             reasons=list(reasons), text=text, kind=kind, created_at=now,
                             status="open" if alerting or kind != "red_flag" else "noted",
-                            call_by=now + URGENT_CALLBACK if alerting and tier == "urgent"
-                            else None)
+                            call_by=promise_call_by(session, patient, now)
+                            if alerting and tier == "urgent" else None)
     session.add(escalation)
     session.flush()
     _record(session, escalation, "opened", detail=tier, now=now)
@@ -235,6 +281,9 @@ def resolve(session: Session, escalation_id: int, clinician_id: int, outcome: st
     escalation.resolution_note = (note or "").strip()[:4000] or None
     escalation.next_page_at = None
     _record(session, escalation, "resolved", clinician_id, outcome, now)
+    if escalation.tier in outreach.HOLD_TIERS:  # the last one open lifts the hold
+        session.flush()
+        outreach.release(session, escalation.patient_id, now)
     return escalation
 
 
@@ -270,8 +319,8 @@ def repage_due(session: Session, now: datetime | None = None) -> list[int]:
                 channel=patient.channel, patient_id=patient.id,
                 body=message("crisis_call_overdue" if escalation.tier == "crisis"
                              else "redflag_call_overdue", clinic=clinic.name,
-                             clinic_phone=clinic.phone or "your clinic",
-                             emergency_number=clinic.emergency_number or "911"),
+                             clinic_phone=contact.clinic_phone(clinic),
+                             emergency_number=contact.emergency_number(clinic)),
                 idempotency_key=f"overdue:{escalation.id}")
             if msg is not None and patient.channel == "sms":
                 ids.append(msg.id)
@@ -299,6 +348,12 @@ def local_time(patient: Patient, when: datetime) -> str:
     """`when` in the patient's own time zone, e.g. '3:45 PM'."""
     local = when.astimezone(ZoneInfo(patient.timezone))
     return local.strftime("%-I:%M %p").lstrip("0")
+
+
+def urgent_words(patient: Patient, call_by: datetime | None) -> str:
+    """What an urgent patient is told: by when a nurse calls (in their own time zone),
+    or outside on-call hours the clinic's out-of-hours route (painpath/contact.py)."""
+    return contact.urgent_reply(patient.clinic, local_time(patient, call_by) if call_by else None)
 
 
 def handle_red_flag(session: Session, patient_id: str, tier: str, reasons: list[str],
@@ -336,9 +391,10 @@ def handle_red_flag(session: Session, patient_id: str, tier: str, reasons: list[
     elif tier == "crisis":  # the question that follows is painpath/screening.py's
         replies = [message("redflag_crisis", emergency_number=emergency)]
     elif tier == "urgent":
-        replies = [message("redflag_urgent", clinic=clinic.name, call_by=local_time(
-            patient, (same.call_by if same is not None and same.call_by else now + URGENT_CALLBACK)),
-                           emergency_number=emergency)]
+        escalation = same if same is not None else session.get(Escalation, raised.escalation_id)
+        call_by = escalation.call_by if escalation is not None and escalation.call_by else \
+            promise_call_by(session, patient, now)
+        replies = [urgent_words(patient, call_by)]
     else:
         replies = [message("redflag_routine")]
     return RedFlagResponse(tier=tier, replies=replies, raised=raised,

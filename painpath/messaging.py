@@ -136,9 +136,14 @@ def set_gateway(gateway: SmsGateway | None) -> None:
 
 def record_outbound(session: Session, *, to: str, body: str, channel: str = "sms",
                     patient_id: str | None = None, clinician_id: int | None = None,
-                    idempotency_key: str | None = None) -> Message | None:
+                    idempotency_key: str | None = None, purpose: str | None = None,
+                    not_before: datetime | None = None) -> Message | None:
     """Write an outbound message as queued. Returns None when `idempotency_key`
-    was already used (the message exists: never send it twice)."""
+    was already used (the message exists: never send it twice).
+
+    `purpose`: "outreach" for routine unprompted messages (held while an emergency or
+    crisis escalation is open: painpath/outreach.py), "welcome"; None for replies and
+    alerts. `not_before`: no sender claims it earlier (the morning, after quiet hours)."""
     if idempotency_key is not None:
         seen = session.execute(
             select(Message.id).where(Message.idempotency_key == idempotency_key)
@@ -150,7 +155,8 @@ def record_outbound(session: Session, *, to: str, body: str, channel: str = "sms
         body = to_gsm(body)
     msg = Message(patient_id=patient_id, clinician_id=clinician_id, direction="out",
                   channel=channel, to=to, from_=settings.twilio_from_number or "painpath",
-                  body=body, status="queued", idempotency_key=idempotency_key)
+                  body=body, status="queued", idempotency_key=idempotency_key,
+                  purpose=purpose, next_attempt_at=not_before)
     session.add(msg)
     try:
         session.flush()

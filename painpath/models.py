@@ -82,6 +82,9 @@ class Clinic(Base):
     ack_minutes_emergency = Column(Integer, nullable=False, default=5)
     ack_minutes_urgent = Column(Integer, nullable=False, default=30)
     fallback_phone = Column(String(20), nullable=True)
+    # what an urgent patient is told to do outside the care team's on-call hours
+    # ("call 415-555-0100 and choose the doctor on call"); None: messages.yaml's default
+    out_of_hours = Column(Text, nullable=True)
     # unprompted messages (check-in starts, reminders) only in this window of the
     # patient's own day, and at most `daily_contact_cap` of them per local day
     send_from = Column(String(5), nullable=False, default="08:00")
@@ -205,6 +208,10 @@ class Message(Base):
     lease_until = Column(UTCDateTime(), nullable=True)
     claimed_by = Column(String(64), nullable=True)
     unsure_since = Column(UTCDateTime(), nullable=True)
+    # why the message was written: "outreach" (routine, unprompted: check-in starts,
+    # reminders, exercise prompts, summaries; held while an emergency or crisis is
+    # open), "welcome" (at enrolment); None: a reply in a conversation or an alert
+    purpose = Column(String(16), nullable=True)
     created_at = Column(UTCDateTime(), nullable=False, default=utcnow)
     updated_at = Column(UTCDateTime(), nullable=False, default=utcnow, onupdate=utcnow)
 
@@ -227,7 +234,8 @@ class Escalation(Base):
     tier = Column(String(16), nullable=False)  # emergency | crisis | urgent | routine
     reasons = Column(JSON, nullable=False)
     text = Column(Text, nullable=True)  # the patient's words
-    kind = Column(String(24), nullable=False, default="red_flag")  # red_flag | missed_checkin
+    # red_flag | missed_checkin | picture | mood_screen | opted_out (tasks wait in the queue)
+    kind = Column(String(24), nullable=False, default="red_flag")
     # open → acknowledged → resolved; "noted" for routine flags (no page)
     status = Column(String(16), nullable=False, default="open")
     created_at = Column(UTCDateTime(), nullable=False, default=utcnow)
@@ -385,3 +393,21 @@ class SafetyScreen(Base):
     interrupted = Column(String(16), nullable=True)  # checkin | exercise
     checkin_id = Column(Integer, ForeignKey("checkin.id"), nullable=True)
     exercise_session_id = Column(Integer, ForeignKey("exercise_session.id"), nullable=True)
+
+
+class OutreachHold(Base):
+    """A routine contact held back while an emergency or crisis escalation was open
+    (painpath/outreach.py), and what became of it when the hold was lifted."""
+
+    __tablename__ = "outreach_hold"
+    __table_args__ = (UniqueConstraint("escalation_id", "kind", "ref",
+                                       name="uq_outreach_hold_escalation_kind_ref"),)
+    id = Column(Integer, primary_key=True)
+    patient_id = Column(String(32), ForeignKey("patient.id"), nullable=False, index=True)
+    escalation_id = Column(Integer, ForeignKey("escalation.id"), nullable=False, index=True)
+    kind = Column(String(16), nullable=False)  # checkin | reminder | exercise | summary | message
+    ref = Column(String(64), nullable=False)  # the check-in, session or message id
+    detail = Column(Text, nullable=True)
+    held_at = Column(UTCDateTime(), nullable=False, default=utcnow)
+    released_at = Column(UTCDateTime(), nullable=True, index=True)
+    outcome = Column(String(16), nullable=True)  # resumed | skipped (when released)

@@ -23,7 +23,7 @@ import yaml
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from painpath import pacing
+from painpath import outreach, pacing
 from painpath.models import (
     Answer,
     CheckIn,
@@ -47,7 +47,7 @@ SMS_MAX_CHARS = 320
 MAX_FAILURES = 2               # a step re-asked once, then left empty
 RESUMABLE_FOR = timedelta(days=7)
 OFFER_VALID_FOR = timedelta(hours=24)
-SCHEDULED_RELEVANT_FOR = timedelta(hours=12)  # a pacing prompt sent later is missed
+SCHEDULED_RELEVANT_FOR = outreach.EXERCISE_RELEVANT_FOR  # a pacing prompt sent later is missed
 BUSY_FOR = timedelta(minutes=30)  # a conversation this recent is not interrupted
 SUMMARY_EVERY = timedelta(days=7)
 REVIEW_AT = time(19, 0)        # activity review: the next evening
@@ -380,7 +380,8 @@ def _normal(text: str) -> str:
 
 
 def exit_word(text: str) -> str | None:
-    """'later' | 'stop' | 'skip' | 'stop_pacing' when the whole reply is an exit word."""
+    """'later' | 'stop' | 'skip' | 'quit' | 'stop_pacing' when the whole reply is an
+    exit word."""
     return get_programs().exit_words.get(_normal(text))
 
 
@@ -498,6 +499,8 @@ def _exit(session: Session, row: ExerciseSession, kind: str) -> Turn:
     if kind == "stop_pacing":
         stop_pacing(session, row.patient_id)
         return Turn(replies=[say("exit_pacing")], done=True, status="stopped")
+    if kind == "quit":  # a carrier opt-out word: say how to stop all texts if meant
+        return Turn(replies=[say("exit_quit")], done=True, status="stopped")
     return Turn(replies=[say("exit_stop")], done=True, status="stopped")
 
 
@@ -862,6 +865,18 @@ def recent_contacts(session: Session, since: datetime) -> dict[str, int]:
     return out
 
 
+IN_EXERCISE_FOR = timedelta(hours=2)  # an exercise answered this recently is "in progress"
+
+
+def in_exercise(session: Session, patient_id: str, now: datetime | None = None) -> bool:
+    """Whether the patient is in the middle of an exercise (one active and answered
+    within IN_EXERCISE_FOR): QUIT, CANCEL or END then leave it instead of opting out."""
+    now = now or utcnow()
+    return session.execute(select(ExerciseSession.id).where(
+        ExerciseSession.patient_id == patient_id, ExerciseSession.status == "active",
+        ExerciseSession.updated_at >= now - IN_EXERCISE_FOR)).first() is not None
+
+
 def _busy(session: Session, patient_id: str, now: datetime) -> bool:
     """A check-in, an exercise or a safety question under way: a scheduled prompt waits."""
     if session.execute(select(SafetyScreen.id).where(
@@ -881,8 +896,9 @@ def _busy(session: Session, patient_id: str, now: datetime) -> bool:
 def due_sessions(now: datetime | None = None,
                  starter: Callable[[str, int], Any] | None = None) -> list[int]:
     """Start every scheduled session that is due, inside the patient's send window,
-    under the clinic's daily cap, never after STOP; one left unsent for 12 h is
-    missed (the next day's is scheduled). Returns the started session ids."""
+    under the clinic's daily cap, never after STOP, never while an emergency or crisis
+    escalation is open; one left unsent for 12 h is missed (the next day's is
+    scheduled). Returns the started session ids."""
     from painpath.db import new_session
     from painpath.scheduling import contacts_today as all_contacts
     from painpath.scheduling import in_quiet_hours
@@ -895,6 +911,7 @@ def due_sessions(now: datetime | None = None,
             select(ExerciseSession, Patient).join(Patient, ExerciseSession.patient_id == Patient.id)
             .where(ExerciseSession.status == "scheduled", ExerciseSession.due_at <= now)
             .order_by(ExerciseSession.due_at)).all()
+        holds = outreach.holds_for(session, [patient.id for _, patient in rows])
         for row, patient in rows:
             if row.due_at < now - SCHEDULED_RELEVANT_FOR:
                 row.status = "missed"
@@ -904,6 +921,9 @@ def due_sessions(now: datetime | None = None,
                 continue
             if patient.channel == "sms" and patient.sms_opted_out:
                 continue  # waits; missed after 12 h
+            if outreach.held(session, patient.id, outreach.EXERCISE, row.id,
+                             f"exercise prompt ({row.exercise})", now, holds):
+                continue  # an emergency or crisis is open: waits (or is missed after 12 h)
             if in_quiet_hours(now, patient.timezone, patient.clinic) or _busy(session, patient.id, now):
                 continue
             if all_contacts(session, patient, now) >= patient.clinic.daily_contact_cap:
@@ -967,7 +987,8 @@ def weekly_summary(session: Session, patient_id: str, now: datetime,
 
 def send_weekly_summaries(now: datetime | None = None) -> list[str]:
     """Every patient active in the programs gets a summary once a week, inside the
-    send window and the daily cap, never after STOP. Returns the patient ids."""
+    send window and the daily cap, never after STOP, never while an emergency or
+    crisis escalation is open. Returns the patient ids."""
     from painpath.db import new_session
     from painpath.messaging import deliver, record_outbound
     from painpath.scheduling import contacts_today as all_contacts
@@ -990,6 +1011,9 @@ def send_weekly_summaries(now: datetime | None = None) -> list[str]:
                 continue
             if in_quiet_hours(now, patient.timezone, patient.clinic):
                 continue
+            if outreach.held(session, patient_id, outreach.SUMMARY, "weekly", "weekly summary",
+                             now):
+                continue  # an emergency or crisis is open: the next run after it sends it
             if all_contacts(session, patient, now) >= patient.clinic.daily_contact_cap:
                 continue
             text = weekly_summary(session, patient_id, now, since=summary.sent_at if summary else first)
@@ -1001,7 +1025,8 @@ def send_weekly_summaries(now: datetime | None = None) -> list[str]:
                 continue
             msg = record_outbound(session, to=patient.phone if patient.channel == "sms" else "web",
                                   body=text, channel=patient.channel, patient_id=patient_id,
-                                  idempotency_key=f"weekly:{patient_id}:{now.date().isoformat()}")
+                                  idempotency_key=f"weekly:{patient_id}:{now.date().isoformat()}",
+                                  purpose=outreach.OUTREACH)
             sent.append(patient_id)
             if msg is not None and patient.channel == "sms":
                 to_deliver.append(msg.id)

@@ -22,39 +22,35 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, or_, select, update
 
-from painpath import diary, programs
+from painpath import diary, outreach, programs
 from painpath.db import new_session
 from painpath.models import (
     CheckIn,
-    Clinic,
     Enrollment,
     Patient,
     SafetyScreen,
     ScreenStatus,
     utcnow,
 )
+# the send window and the relevance windows are outreach rules (painpath/outreach.py)
+from painpath.outreach import (  # noqa: F401 - re-exported for existing callers
+    ANSWER_WINDOW,
+    QUIET_END,
+    QUIET_START,
+    RELEVANT_FOR_DAYS,
+    RELEVANT_FOR_HOURS,
+    in_quiet_hours,
+    still_relevant,
+)
 
 logger = logging.getLogger(__name__)
 
-QUIET_END = time(8, 0)  # reminders only from 08:00 …
-QUIET_START = time(21, 0)  # … until 21:00, patient's local time (CLINICAL.md §6)
 CRITICAL_DAYS = 1.0  # check-ins in the first day are the early safety checks
-ANSWER_WINDOW = timedelta(hours=24)  # a started check-in not finished by then is missed
 REMIND_AFTER = timedelta(hours=4)  # one reminder when a started check-in gets no reply
-# a check-in still unsent this long after it fell due (scheduler down, quiet hours,
-# opted out) is no longer relevant: it is marked missed instead of sent late
-RELEVANT_FOR_DAYS = timedelta(hours=48)
-RELEVANT_FOR_HOURS = timedelta(hours=12)  # for the same-day (hour-offset) check-ins
 START_CONCURRENCY = 8  # check-in starts in flight at once (each is one Rasa request)
 # a check-in claimed ("starting") whose start never reached Rasa's action (scheduler
 # killed mid-start) goes back to "scheduled" after this long
 STARTING_TIMEOUT = timedelta(minutes=5)
-
-
-def still_relevant(checkin: CheckIn, now: datetime) -> bool:
-    """Whether an overdue check-in is still worth sending now."""
-    window = RELEVANT_FOR_HOURS if checkin.day < 1 else RELEVANT_FOR_DAYS
-    return now - checkin.due_at <= window
 
 
 @dataclass(frozen=True)
@@ -62,23 +58,6 @@ class SweepResult:
     started: list[int]
     missed: list[int]
     deferred: list[int]
-
-
-def _hhmm(text: str | None, default: time) -> time:
-    if not text:
-        return default
-    h, m = text.split(":")
-    return time(int(h), int(m))
-
-
-def in_quiet_hours(now: datetime, tz_name: str, clinic: Clinic | None = None) -> bool:
-    """True when `now` is outside the send window (default 08:00–21:00, the
-    clinic's own when given) in the patient's own time zone."""
-    start = _hhmm(clinic.send_from if clinic else None, QUIET_END)
-    end = _hhmm(clinic.send_until if clinic else None, QUIET_START)
-    local = now.astimezone(ZoneInfo(tz_name)).time()
-    inside = start <= local < end if start <= end else (local >= start or local < end)
-    return not inside
 
 
 def contacts_today(session, patient: Patient, now: datetime) -> int:  # type: ignore[no-untyped-def]
@@ -117,7 +96,8 @@ def start_checkin_queued(patient_id: str) -> dict[str, Any]:
     start repeated after a crash never records (or sends) a message twice.
 
     Raises:
-        LookupError: unknown patient, nothing to start, or SMS opted out.
+        LookupError: unknown patient, nothing to start, SMS opted out, or outreach
+        held (an open emergency or crisis escalation).
     """
     from painpath.checkins import next_checkin
 
@@ -130,6 +110,7 @@ def start_checkin_queued(patient_id: str) -> dict[str, Any]:
             raise LookupError(f"patient {patient_id} has no check-in to start")
         if patient.channel == "sms" and patient.sms_opted_out:
             raise LookupError(f"patient {patient_id} has opted out of SMS (replied STOP)")
+        outreach.refuse_if_held(session, patient_id)
         channel, checkin_id, phone = patient.channel, checkin.id, patient.phone
     return start_known_checkin(patient_id, checkin_id, channel, phone)
 
@@ -171,6 +152,7 @@ def bot_message_rows(patient_id: str, checkin_id: int, channel: str, phone: str,
              "body": to_gsm(text) if sms else text,
              "status": "queued" if sms else "delivered",  # the chat page shows web ones
              "idempotency_key": f"checkin-start:{checkin_id}:{i}", "attempts": 0,
+             "purpose": outreach.OUTREACH,
              "created_at": now, "updated_at": now}
             for i, text in enumerate(texts)]
 
@@ -205,7 +187,7 @@ def trigger_and_record(patient_id: str, intent: str, entities: dict[str, Any],
     so a repeat after a crash never records (or sends) a message twice.
 
     Raises:
-        LookupError: unknown patient, or SMS opted out.
+        LookupError: unknown patient, SMS opted out, or outreach held.
     """
     from painpath.messaging import deliver, record_outbound
     from painpath.rasa_client import trigger_intent
@@ -216,6 +198,7 @@ def trigger_and_record(patient_id: str, intent: str, entities: dict[str, Any],
             raise LookupError(f"no patient {patient_id!r}")
         if patient.channel == "sms" and patient.sms_opted_out:
             raise LookupError(f"patient {patient_id} has opted out of SMS (replied STOP)")
+        outreach.refuse_if_held(session, patient_id)
         channel, phone = patient.channel, patient.phone
     bot = trigger_intent(patient_id, intent, entities=entities)
     texts = [t for t in (sms_text(m) for m in bot) if t]
@@ -224,7 +207,7 @@ def trigger_and_record(patient_id: str, intent: str, entities: dict[str, Any],
         for i, text in enumerate(texts):
             msg = record_outbound(session, to=phone if channel == "sms" else "web", body=text,
                                   channel=channel, patient_id=patient_id,
-                                  idempotency_key=f"{key_prefix}:{i}")
+                                  idempotency_key=f"{key_prefix}:{i}", purpose=outreach.OUTREACH)
             if msg is None:
                 continue
             if channel == "web":
@@ -328,6 +311,68 @@ class _SweepTimer:
                 "own_ms_per_checkin": round(own / started, 3) if started else None}
 
 
+def _decide_due(session, now: datetime  # type: ignore[no-untyped-def]
+                ) -> tuple[dict[str, int], dict[int, tuple[str, str]], list[int], list[int],
+                           set[str]]:
+    """What the sweep does at `now`: per patient the latest due check-in, its channel
+    and phone; the check-ins marked missed; those deferred (not now); busy patients."""
+    missed: list[int] = []
+    deferred: list[int] = []
+    session.execute(  # claimed by a sweep that died before Rasa started it
+        update(CheckIn).where(CheckIn.status == "starting",
+                              CheckIn.started_at <= now - STARTING_TIMEOUT,
+                              CheckIn.started_at > now - ANSWER_WINDOW)
+        .values(status="scheduled", started_at=None)
+        .execution_options(synchronize_session=False))
+    outreach.release_lifted(session, now)  # held items of patients no longer held
+    # an unanswered diary prompt gives way to the patient's next due check-in
+    missed.extend(diary.expire_superseded(session, now))
+    rows = session.execute(
+        select(CheckIn, Patient).join(Enrollment, CheckIn.enrollment_id == Enrollment.id)
+        .join(Patient, CheckIn.patient_id == Patient.id)
+        .where(CheckIn.status == "scheduled", CheckIn.due_at <= now,
+               Enrollment.status == "active")
+        .order_by(CheckIn.patient_id, CheckIn.due_at)
+    ).all()
+    latest: dict[str, int] = {}
+    info: dict[int, tuple[str, str]] = {}  # check-in id → (channel, phone)
+    for checkin, patient in rows:
+        latest[checkin.patient_id] = checkin.id
+        info[checkin.id] = (patient.channel, patient.phone)
+    # an open emergency or crisis holds everything due (released when it is resolved)
+    holds = outreach.holds_for(session, latest)
+    # an upper bound of today's contacts for every patient at once: the exact
+    # (per-patient) count is only needed where the bound reaches the cap
+    recent = _recent_contacts(session, now)
+    for checkin, patient in rows:
+        if outreach.held(session, patient.id, outreach.CHECKIN, checkin.id,
+                         f"check-in {checkin.key}", now, holds):
+            deferred.append(checkin.id)
+        elif latest[checkin.patient_id] != checkin.id or not still_relevant(checkin, now):
+            _mark_missed(session, checkin, now)
+            missed.append(checkin.id)
+            if latest[checkin.patient_id] == checkin.id:
+                deferred.append(checkin.id)  # nothing to start for this patient now
+        elif patient.channel == "sms" and patient.sms_opted_out:
+            deferred.append(checkin.id)  # nothing is sent after STOP
+        elif (in_quiet_hours(now, patient.timezone, patient.clinic)
+              and not diary.night_allowed(session, checkin)) or \
+                (not diary.cap_exempt(session, checkin) and
+                 recent.get(patient.id, 0) >= patient.clinic.daily_contact_cap and
+                 contacts_today(session, patient, now) >= patient.clinic.daily_contact_cap):
+            deferred.append(checkin.id)
+    stale = session.execute(
+        select(CheckIn).where(CheckIn.status.in_(("in_progress", "paused", "starting")),
+                              CheckIn.started_at <= now - ANSWER_WINDOW)
+    ).scalars().all()
+    for checkin in stale:
+        _mark_missed(session, checkin, now)
+        missed.append(checkin.id)
+    busy = {p for (p,) in session.execute(
+        select(CheckIn.patient_id).where(CheckIn.status.in_(("in_progress", "starting"))))}
+    return latest, info, missed, deferred, busy
+
+
 def start_due_checkins(now: datetime | None = None, starter: Callable[[str], Any] | None = None,
                        concurrency: int | None = None) -> SweepResult:
     """Start every check-in that is due now, outside quiet hours, exactly once.
@@ -340,55 +385,10 @@ def start_due_checkins(now: datetime | None = None, starter: Callable[[str], Any
     concurrency = max(1, concurrency or START_CONCURRENCY)
     timer = _SweepTimer()
     t_decide, c_decide = clock.perf_counter(), clock.thread_time()
-    started, missed, deferred = [], [], []
+    started: list[int] = []
     with new_session() as session, session.begin():
-        session.execute(  # claimed by a sweep that died before Rasa started it
-            update(CheckIn).where(CheckIn.status == "starting",
-                                  CheckIn.started_at <= now - STARTING_TIMEOUT,
-                                  CheckIn.started_at > now - ANSWER_WINDOW)
-            .values(status="scheduled", started_at=None)
-            .execution_options(synchronize_session=False))
-        # an unanswered diary prompt gives way to the patient's next due check-in
-        missed.extend(diary.expire_superseded(session, now))
-        rows = session.execute(
-            select(CheckIn, Patient).join(Enrollment, CheckIn.enrollment_id == Enrollment.id)
-            .join(Patient, CheckIn.patient_id == Patient.id)
-            .where(CheckIn.status == "scheduled", CheckIn.due_at <= now,
-                   Enrollment.status == "active")
-            .order_by(CheckIn.patient_id, CheckIn.due_at)
-        ).all()
-        latest: dict[str, int] = {}
-        info: dict[int, tuple[str, str]] = {}  # check-in id → (channel, phone)
-        for checkin, patient in rows:
-            latest[checkin.patient_id] = checkin.id
-            info[checkin.id] = (patient.channel, patient.phone)
-        # an upper bound of today's contacts for every patient at once: the exact
-        # (per-patient) count is only needed where the bound reaches the cap
-        recent = _recent_contacts(session, now)
-        for checkin, patient in rows:
-            if latest[checkin.patient_id] != checkin.id or not still_relevant(checkin, now):
-                _mark_missed(session, checkin, now)
-                missed.append(checkin.id)
-                if latest[checkin.patient_id] == checkin.id:
-                    deferred.append(checkin.id)  # nothing to start for this patient now
-            elif patient.channel == "sms" and patient.sms_opted_out:
-                deferred.append(checkin.id)  # nothing is sent after STOP
-            elif (in_quiet_hours(now, patient.timezone, patient.clinic)
-                  and not diary.night_allowed(session, checkin)) or \
-                    (not diary.cap_exempt(session, checkin) and
-                     recent.get(patient.id, 0) >= patient.clinic.daily_contact_cap and
-                     contacts_today(session, patient, now) >= patient.clinic.daily_contact_cap):
-                deferred.append(checkin.id)
-        stale = session.execute(
-            select(CheckIn).where(CheckIn.status.in_(("in_progress", "paused", "starting")),
-                                  CheckIn.started_at <= now - ANSWER_WINDOW)
-        ).scalars().all()
-        for checkin in stale:
-            _mark_missed(session, checkin, now)
-            missed.append(checkin.id)
-        busy = {p for (p,) in session.execute(
-            select(CheckIn.patient_id).where(CheckIn.status.in_(("in_progress", "starting"))))}
-        busy |= _awaiting_an_answer(session)
+        latest, info, missed, deferred, busy = _decide_due(session, now)
+        busy |= _awaiting_an_answer(session)  # a pending safety screen comes first
     deferred_ids = set(deferred)
     todo = [(p, c) for p, c in latest.items() if c not in deferred_ids and p not in busy]
     timer.add("decide_ms", clock.perf_counter() - t_decide, clock.thread_time() - c_decide)
@@ -485,7 +485,8 @@ def _claim_checkins(part: list[tuple[str, int]], now: datetime) -> list[tuple[st
 
 def send_reminders(now: datetime | None = None) -> list[int]:
     """One reminder for each started check-in with no reply for REMIND_AFTER,
-    outside the patient's quiet hours and never after STOP. Returns check-in ids."""
+    outside the patient's quiet hours, never after STOP, never while an emergency or
+    crisis escalation is open. Returns check-in ids."""
     from painpath.content import message
     from painpath.messaging import deliver, record_outbound
     from painpath.models import Answer, Message
@@ -500,6 +501,7 @@ def send_reminders(now: datetime | None = None) -> list[int]:
                    CheckIn.started_at <= now - REMIND_AFTER,
                    CheckIn.started_at > now - ANSWER_WINDOW)
         ).all()
+        holds = outreach.holds_for(session, [patient.id for _, patient in rows])
         for checkin, patient in rows:
             if diary.is_diary_only(checkin):
                 continue  # the next diary prompt is the reminder
@@ -517,10 +519,13 @@ def send_reminders(now: datetime | None = None) -> list[int]:
                 continue
             if patient.channel == "sms" and patient.sms_opted_out:
                 continue
+            if outreach.held(session, patient.id, outreach.REMINDER, checkin.id,
+                             f"reminder for check-in {checkin.key}", now, holds):
+                continue  # an emergency or crisis is open: released when it is resolved
             key = "checkin_reminder_paused" if checkin.status == "paused" else "checkin_reminder"
             msg = record_outbound(session, to=patient.phone if patient.channel == "sms" else "web",
                                   body=message(key), channel=patient.channel,
-                                  patient_id=patient.id,
+                                  patient_id=patient.id, purpose=outreach.OUTREACH,
                                   idempotency_key=f"reminder:{checkin.id}")
             checkin.reminder_sent_at = now
             sent.append(checkin.id)

@@ -10,7 +10,7 @@ from datetime import timedelta
 
 from sqlalchemy import select, update
 
-from painpath import consent
+from painpath import consent, programs
 from painpath.content import message
 from painpath.crisis import with_safety_numbers
 from painpath.db import new_session
@@ -91,6 +91,9 @@ def route_inbound(sender: str, text: str, message_sid: str | None, media: int = 
     keyword = consent.keyword(text)
     with new_session() as session, session.begin():
         patient = find_patient_by_phone(session, phone)
+        if keyword == "opt_out" and patient is not None and consent.soft_opt_out(text) and \
+                programs.in_exercise(session, patient.id):
+            keyword = None  # QUIT/CANCEL/END mid-exercise: leave the exercise, not every text
         key = f"in:{message_sid}" if message_sid else None
         if key and session.execute(select(Message.id).where(Message.idempotency_key == key)).first():
             logger.info("duplicate inbound SMS %s ignored", message_sid)
@@ -172,6 +175,14 @@ def mark_inbound(message_sid: str, status: str) -> None:
             Message.status.in_(("received", "retrying"))).values(status=status))
 
 
+def _handled_here(session, row: Message) -> bool:  # type: ignore[no-untyped-def]
+    """A keyword answered before the conversation (never a turn); QUIT, CANCEL or END
+    mid-exercise was a turn (it leaves the exercise)."""
+    if consent.keyword(row.body) is None:
+        return False
+    return not (consent.soft_opt_out(row.body) and programs.in_exercise(session, row.patient_id))
+
+
 def retry_inbound(message_sid: str) -> Routed | None:
     """Twilio sent an SMS we recorded before: its turn again if the first attempt
     failed (or died: still "received" after STALE_TURN), claimed atomically so that
@@ -181,7 +192,7 @@ def retry_inbound(message_sid: str) -> Routed | None:
             Message.provider_sid == message_sid, Message.direction == "in",
             Message.patient_id.is_not(None))).scalars().first()
         if row is None or row.status not in ("unhandled", "received") or \
-                consent.keyword(row.body) or not row.body.strip():
+                _handled_here(session, row) or not row.body.strip():
             return None  # handled, being handled, or never a turn (keywords, pictures)
         patient = session.get(Patient, row.patient_id)
         if patient is None:

@@ -44,7 +44,9 @@ _embedded: threading.Event | None = None  # set while an in-process dispatcher r
 
 
 def sweep_due_checkins() -> None:
-    """Job: start every due check-in (idempotent)."""
+    """Job: start every due check-in (idempotent), and send due reminders. Both skip a
+    patient whose outreach is held by an open emergency or crisis; the sweep releases
+    the holds of patients whose escalations were resolved (painpath/outreach.py)."""
     from painpath.scheduling import start_due_checkins
 
     result = start_due_checkins(concurrency=_start_concurrency)

@@ -41,6 +41,7 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from painpath.contact import OUT_OF_HOURS_MAX, check_out_of_hours, out_of_hours_route
 from painpath.content import get_content
 from painpath.programs import progress
 from painpath.db import new_session
@@ -84,13 +85,14 @@ TOUCH_EVERY = timedelta(seconds=60)  # re-sign the cookie at most this often
 ROLES = ("nurse", "admin")
 ROLE_LABELS = {"nurse": "Nurse", "admin": "Clinic admin"}
 
-QUEUE_KINDS = ("red_flag", "missed_checkin", "picture", "mood_screen")
+QUEUE_KINDS = ("red_flag", "missed_checkin", "picture", "mood_screen", "opted_out")
 QUEUE_STATUSES = ("open", "acknowledged")
 TIER_ORDER = {"emergency": 0, "crisis": 1, "urgent": 2, "routine": 3}
 TIER_LABELS = {"emergency": "Emergency", "crisis": "Crisis", "urgent": "Urgent",
                "routine": "Routine"}
 KIND_LABELS = {"red_flag": "Red flag", "missed_checkin": "Missed check-in",
-               "picture": "Picture sent", "mood_screen": "Mood screen (PHQ-2)"}
+               "picture": "Picture sent", "mood_screen": "Mood screen (PHQ-2)",
+               "opted_out": "Opted out of monitoring"}
 STATUS_LABELS = {"open": "Open", "acknowledged": "Acknowledged", "resolved": "Resolved",
                  "noted": "Noted"}
 OUTCOME_LABELS = {"called_patient": "Called the patient",
@@ -581,7 +583,8 @@ ROSTER_FIELDS = {"name": "Name", "phone": "Mobile number", "role": "Role",
                  "on_call_role": "On-call role", "on_call_start": "On call from",
                  "on_call_end": "On call until", "active": "Deactivate",
                  "ack_minutes_emergency": "Emergency and crisis minutes",
-                 "ack_minutes_urgent": "Urgent minutes", "fallback_phone": "Fallback number"}
+                 "ack_minutes_urgent": "Urgent minutes", "fallback_phone": "Fallback number",
+                 "clinic_phone": "Clinic phone number", "out_of_hours": "Out-of-hours instruction"}
 ACK_MINUTES_RANGE = (1, 240)
 NAME_MAX_CHARS = 200
 _HHMM = re.compile(r"([01]?\d|2[0-3]):([0-5]\d)(?::00)?")
@@ -591,6 +594,7 @@ ROSTER_SAVED = {
     "deactivated": "Clinician deactivated. They are no longer paged and cannot sign in.",
     "reactivated": "Clinician reactivated.",
     "settings": "Escalation settings saved.",
+    "contact": "Patient contact details saved.",
 }
 HOURS_FORMAT = "Enter a time as HH:MM (24-hour clock), from 00:00 to 23:59."
 
@@ -636,6 +640,31 @@ def validate_ack_minutes(value: str) -> int | None:
     return minutes if low <= minutes <= high else None
 
 
+def validate_contact(clinic: Clinic, phone: str, out_of_hours: str
+                     ) -> tuple[str | None, str | None, dict[str, str]]:
+    """The clinic's number for patients (required) and its out-of-hours instruction
+    (optional: the default applies) from the roster page's form."""
+    errors: dict[str, str] = {}
+    number = None
+    if not phone.strip():
+        errors["clinic_phone"] = ("Enter the number patients should call; urgent replies and "
+                                  "the welcome text give it.")
+    else:
+        try:
+            number = normalize(phone.strip())
+        except InvalidPhone:
+            errors["clinic_phone"] = ("This is not a valid phone number. Use the full number "
+                                      "with area code.")
+    route = None
+    trial = Clinic(name=clinic.name, phone=number or clinic.phone,
+                   emergency_number=clinic.emergency_number)
+    try:
+        route = check_out_of_hours(out_of_hours, trial)
+    except ValueError as exc:
+        errors["out_of_hours"] = str(exc)[:1].upper() + str(exc)[1:] + "."
+    return number, route, errors
+
+
 def hours_label(start: str | None, end: str | None) -> str:
     if not start or not end:
         return "All day"
@@ -672,7 +701,10 @@ def roster_view(session: Session, clinic: Clinic, now: datetime) -> dict[str, An
         "clinic": {"name": clinic.name, "timezone": clinic.timezone,
                    "ack_minutes_emergency": clinic.ack_minutes_emergency,
                    "ack_minutes_urgent": clinic.ack_minutes_urgent,
-                   "fallback_phone": clinic.fallback_phone or ""},
+                   "fallback_phone": clinic.fallback_phone or "",
+                   "phone": clinic.phone or "", "out_of_hours": clinic.out_of_hours or "",
+                   "out_of_hours_said": out_of_hours_route(clinic)},
+        "out_of_hours_max": OUT_OF_HOURS_MAX,
         "local_now": _local(now, clinic.timezone),
         "primary_now": who(primary),
         "backup_now": who(backup),
@@ -1273,6 +1305,28 @@ def dashboard_router(settings: Settings) -> APIRouter:
                   detail=f"ack emergency/crisis {emergency} min, urgent {urgent} min, "
                          f"fallback {fallback or 'none'} (was {before})")
         return saved_redirect(auth, "settings", "settings")
+
+    @router.post("/admin/roster/contact")
+    def roster_contact(request: Request, csrf_token: str = Form(""), clinic_phone: str = Form(""),
+                       out_of_hours: str = Form("")) -> Response:
+        """The clinic's number for patients and its out-of-hours instruction."""
+        auth, refused = admin_post(request, csrf_token)
+        if refused is not None:
+            return refused
+        assert auth is not None
+        with new_session(db_url) as session, session.begin():
+            clinic = session.get(Clinic, auth.clinic_id, with_for_update=True)
+            phone, route, errors = validate_contact(clinic, clinic_phone, out_of_hours)
+            if not errors:
+                before = (f"phone {clinic.phone or 'none'}, "
+                          f"out of hours {clinic.out_of_hours or 'default'}")
+                clinic.phone, clinic.out_of_hours = phone, route
+                audit(session, auth, "clinic_contact",
+                      detail=f"phone {phone}, out of hours {route or 'default'} (was {before})")
+        if errors:
+            return invalid(request, auth, "contact", {"clinic_phone": clinic_phone,
+                                                      "out_of_hours": out_of_hours}, errors)
+        return saved_redirect(auth, "contact", "contact")
 
     # enrolment (web/enroll.py) and protocol pages (web/admin_protocols.py) share these
     from web.route_helpers import DashboardKit, mount_extensions

@@ -28,7 +28,10 @@ def test_enroll_prints_the_id_and_show_prints_the_record(clinic: str, capsys) ->
     assert record["checkins"][0] == {"id": record["checkins"][0]["id"], "key": "1d",
                                      "due_at": "2026-11-21T08:00:00Z", "status": "scheduled",
                                      "answers": {}}
-    assert record["escalations"] == [] and record["messages"] == []
+    assert record["escalations"] == []
+    # the welcome SMS is queued at enrolment (the dispatcher sends it)
+    assert [(m["direction"], m["status"]) for m in record["messages"]] == [("out", "queued")]
+    assert record["messages"][0]["body"].startswith("Welcome to Test Pain Clinic")
 
 
 def test_enroll_errors_exit_non_zero_with_a_clear_message(clinic: str, capsys) -> None:  # type: ignore[no-untyped-def]
