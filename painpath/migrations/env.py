@@ -15,6 +15,11 @@ def run_migrations() -> None:
     url = config.get_main_option("sqlalchemy.url") or get_settings().database_url
     engine = make_engine(url)
     with engine.connect() as connection:
+        if connection.dialect.name == "sqlite":
+            # batch mode rebuilds a table to alter it: SQLite's own advice is to switch
+            # foreign keys off meanwhile (a rebuilt `clinic` is still referenced)
+            connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            connection.commit()
         context.configure(
             connection=connection,
             target_metadata=target_metadata,

@@ -17,6 +17,7 @@ from painpath.enrollment import EnrollmentRequest, enroll
 from painpath.escalation import handle_red_flag, repage_due, resolve
 from painpath.inbound import neutralise_command
 from painpath.messaging import ConsoleGateway, set_gateway
+from painpath.outreach import WELCOME
 from painpath.models import (
     CheckIn,
     Clinician,
@@ -176,11 +177,14 @@ def test_the_answers_own_screen_is_not_asked_again_or_below_what_was_escalated(
 def test_silence_escalates_once_with_the_tiers_reply(patient_id: str) -> None:
     ask(patient_id, "bleeding", interrupted="checkin", checkin_id=started_checkin(patient_id))
     assert screening.expire_due(NOW + timedelta(minutes=9)) == []
+    with new_session() as session:  # the welcome SMS and the check-in's question
+        before = set(session.execute(select(Message.id)).scalars())
     sent = screening.expire_due(NOW + timedelta(minutes=10, seconds=5))
     esc = escalations(patient_id)[-1]
     assert (esc.tier, esc.reasons) == ("emergency", ["screen bleeding: no reply within 10 min"])
     with new_session() as session:
-        bodies = {m.id: m.body for m in session.execute(select(Message)).scalars()}
+        bodies = {m.id: m.body for m in session.execute(select(Message)).scalars()
+                  if m.id not in before}
     assert sorted(sent) == sorted(bodies)  # the page and the patient's SMS, to send now
     assert any("call 911" in b for b in bodies.values())
     assert screening.expire_due(NOW + timedelta(hours=1)) == []  # once, across ticks
@@ -259,7 +263,8 @@ def test_asq5_silence_is_imminent_and_asks_the_followup(patient_id: str) -> None
     screening.expire_due(NOW + timedelta(minutes=10))
     with new_session() as session:
         to_patient = list(session.execute(select(Message.body).where(
-            Message.patient_id == patient_id).order_by(Message.id)).scalars())
+            Message.patient_id == patient_id, Message.purpose.is_distinct_from(WELCOME))
+            .order_by(Message.id)).scalars())
     assert to_patient[0].startswith("Please call or text 988 now, or call 911.")
     assert "someone nearby who can stay with you" in to_patient[1] and "988" in to_patient[1]
     assert "(IMMINENT)" in pages()[-1]
@@ -356,5 +361,6 @@ def test_an_overdue_same_day_call_keeps_the_crisis_numbers(patient_id: str) -> N
         repage_due(session, NOW + timedelta(hours=2, minutes=1))
     with new_session() as session:
         told = session.execute(select(Message.body).where(
-            Message.patient_id == patient_id)).scalars().all()
+            Message.patient_id == patient_id, Message.purpose.is_distinct_from(WELCOME))
+        ).scalars().all()
     assert len(told) == 1 and "hasn't reached you yet" in told[0] and "988" in told[0]
