@@ -23,7 +23,7 @@ pytestmark = pytest.mark.stack
 
 NURSE = "+14155550166"
 PHONE = "+14155550161"
-E164 = re.compile(r"(?<![\d.])\+?1?[2-9]\d{2}[2-9]\d{6}(?![\d.])")  # a full NANP number, with or without +1
+E164 = re.compile(r"(?<![\w.])\+?1?[2-9]\d{2}[2-9]\d{6}(?![\w.])")  # a full NANP number, with or without +1
 MIN_BODY_CHARS = 8  # shorter bodies ("no", "3") are not distinctive enough to grep for
 
 

@@ -28,7 +28,7 @@ NEURO = "Is the weakness or numbness new, or getting worse or spreading?"
 # that no longer screens them fails here, loudly, instead of passing silently.
 SCREENED = {
     "my legs feel weird": ("none", "neuro"),
-    "my foot feels a bit weird": ("none", "neuro"),
+    "my leg feels kind of funny since this morning": ("none", "neuro"),
     "my hand feels strange": ("none", "neuro"),
     "honestly everyone would be better off if i was dead": ("crisis", "asq5"),
     "i feel like i cant go on like this": ("crisis", "asq5"),
@@ -77,7 +77,7 @@ def test_yes_to_a_screen_escalates_at_its_tier(stack, screened) -> None:
 def test_an_unclear_answer_escalates(stack, screened) -> None:
     phone = "+14155550762"
     patient_id = enroll(stack, phone)
-    assert reply_to(stack, phone, "my foot feels a bit weird")[0].startswith(NEURO)
+    assert reply_to(stack, phone, "my leg feels kind of funny since this morning")[0].startswith(NEURO)
     assert "call 911" in reply_to(stack, phone, "not sure tbh")[0]
     [esc] = stack.show(patient_id)["escalations"]
     assert esc["reasons"] == ["screen neuro answered unclearly"]
@@ -88,7 +88,7 @@ def test_a_second_screened_message_answers_the_first_never_stacks(stack, screene
     phone = "+14155550771"
     patient_id = enroll(stack, phone)
     assert reply_to(stack, phone, "my legs feel weird")[0].startswith(NEURO)
-    replies = reply_to(stack, phone, "my foot feels a bit weird")
+    replies = reply_to(stack, phone, "my leg feels kind of funny since this morning")
     assert len(replies) == 1 and "call 911" in replies[0]  # unclear: escalated, not re-asked
     assert screens_of(stack, patient_id) == [("neuro", "unclear")]
 
