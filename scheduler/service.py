@@ -13,6 +13,7 @@ sends what no worker picked up within 30 s.
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 from datetime import datetime, timezone
 
@@ -165,9 +166,13 @@ def run_forever(*, dispatch: bool = True, start_concurrency: int | None = None) 
     logger.info("scheduler running (sweep every %d s, %s)", SWEEP_SECONDS,
                 "dispatching in-process" if dispatch else "dispatch by separate workers")
     stop = threading.Event()
+    # SIGINT and SIGTERM always stop it: a process started in the background by a
+    # non-interactive shell inherits SIGINT *ignored*, and Python then never raises
+    # KeyboardInterrupt (a scheduler once ran on for 48 minutes after Ctrl-C that way)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda signum, frame: stop.set())
     try:
         stop.wait()
-    except KeyboardInterrupt:
-        pass
     finally:
+        logger.info("scheduler stopping")
         scheduler.shutdown(wait=False)

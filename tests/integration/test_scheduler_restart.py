@@ -71,3 +71,32 @@ def test_repage_survives_a_scheduler_kill(tmp_path: Path) -> None:
             os.killpg(first.pid, signal.SIGKILL)
         twilio.stop()
         print(log.read_text(errors="replace")[-3000:])
+
+
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a shell's background job inherits it
+
+
+def test_the_scheduler_stops_on_sigint_even_when_it_inherited_it_ignored(
+        tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'pp.db'}"
+    upgrade(url)
+    env = {"DATABASE_URL": url, "PAINPATH_SECRET_KEY": "k", "RASA_URL": "http://127.0.0.1:9",
+           "PUBLIC_BASE_URL": "http://127.0.0.1:9"}
+    log = tmp_path / "scheduler.log"
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "painpath"), "scheduler"],
+                            cwd=ROOT, env={**os.environ, **env}, stdout=open(log, "ab"),
+                            stderr=subprocess.STDOUT, start_new_session=True,
+                            preexec_fn=_ignore_sigint)
+    try:
+        deadline = time.monotonic() + 60
+        while "scheduler running" not in log.read_text(errors="replace"):
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        os.killpg(proc.pid, signal.SIGINT)
+        assert proc.wait(timeout=20) == 0
+        assert "scheduler stopping" in log.read_text(errors="replace")
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
