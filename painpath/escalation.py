@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from painpath import contact, outreach
-from painpath.messaging import record_outbound
+from painpath.messaging import deliver_now, record_outbound
 from painpath.models import Clinic, Clinician, Escalation, EscalationEvent, Patient, utcnow
 from painpath.settings import get_settings
 from painpath.triage import tier_rank
@@ -406,13 +406,8 @@ def handle_red_flag(session: Session, patient_id: str, tier: str, reasons: list[
 def run_repage(now: datetime | None = None) -> list[int]:
     """Scheduler job: re-page late escalations and hand the pages to the gateway."""
     from painpath.db import new_session
-    from painpath.messaging import deliver
 
     with new_session() as session, session.begin():
         ids = repage_due(session, now)
-    for message_id in ids:
-        try:
-            deliver(message_id)
-        except Exception:  # stays queued; the retry job sends it
-            logger.exception("page %s not delivered now", message_id)
+    deliver_now(ids)
     return ids

@@ -183,6 +183,16 @@ def deliver(message_id: int, gateway: SmsGateway | None = None,
         return session.get(Message, message_id)
 
 
+def deliver_now(message_ids: list[int]) -> None:
+    """Try to send each recorded message now (a scheduler job's pages and replies);
+    one that fails stays queued and the retry job sends it."""
+    for message_id in message_ids:
+        try:
+            deliver(message_id)
+        except Exception:
+            logger.exception("message %s not delivered now", message_id)
+
+
 def send_sms(to: str, body: str, *, patient_id: str | None = None,
              clinician_id: int | None = None, idempotency_key: str | None = None,
              gateway: SmsGateway | None = None, database_url: str | None = None) -> Message | None:

@@ -33,7 +33,7 @@ from painpath import crisis, programs
 from painpath.content import message
 from painpath.db import new_session
 from painpath.escalation import add_note, handle_red_flag
-from painpath.messaging import deliver, record_outbound
+from painpath.messaging import deliver_now, record_outbound
 from painpath.models import CheckIn, ExerciseSession, Patient, SafetyScreen, ScreenStatus, utcnow
 from painpath.parsing import parse_yes_no
 from painpath.screens import IDEATION, get_screen, screen_book
@@ -380,9 +380,5 @@ def run_timeouts(now: datetime | None = None) -> list[int]:
     """Scheduler job (and `painpath screens expire`): escalate unanswered screens and
     hand the pages and patient messages to the gateway."""
     ids = expire_due(now)
-    for message_id in ids:
-        try:
-            deliver(message_id)
-        except Exception:  # stays queued; the retry job sends it
-            logger.exception("message %s not delivered now", message_id)
+    deliver_now(ids)
     return ids
