@@ -19,7 +19,7 @@ from painpath import contact, outreach
 from painpath.messaging import deliver_now, record_outbound
 from painpath.models import Clinic, Clinician, Escalation, EscalationEvent, Patient, utcnow
 from painpath.settings import get_settings
-from painpath.triage import tier_rank
+from painpath.triage import BYSTANDER_REASON, tier_rank
 
 logger = logging.getLogger(__name__)
 
@@ -397,6 +397,10 @@ def handle_red_flag(session: Session, patient_id: str, tier: str, reasons: list[
         replies = [urgent_words(patient, call_by)]
     else:
         replies = [message("redflag_routine")]
+    if BYSTANDER_REASON in reasons and tier in ("routine", "urgent"):
+        # someone else's emergency: 911 for them first; a routine note says no more
+        bystander = message("redflag_bystander", emergency_number=emergency)
+        replies = [bystander] if tier == "routine" else [bystander, *replies]
     return RedFlagResponse(tier=tier, replies=replies, raised=raised,
                            stop_checkin=tier in ("emergency", "crisis"),
                            escalation_id=same.id if same is not None else raised.escalation_id

@@ -26,6 +26,9 @@ from painpath.screens import IDEATION, NURSE_CALL, screen_book, unreadable
 
 TIERS = ("none", "routine", "urgent", "crisis", "emergency")  # ascending severity
 _RANK = {t: i for i, t in enumerate(TIERS)}
+# the reason of a routine note for someone else's emergency: the reply tells the texter
+# to call 911 for them (painpath/escalation.py)
+BYSTANDER_REASON = "someone else's emergency (not the patient)"
 DEFAULT_LEXICON = Path(__file__).resolve().parent / "content" / "redflags.yaml"
 PROCEDURES = (
     "epidural_steroid_injection", "facet_injection", "medial_branch_block",
@@ -796,7 +799,8 @@ class TriageEngine:
             # "my cat threw up"; but "picked up the cat and felt a sudden pain" is the
             # patient's own pain
             return start - ref <= 4
-        if self._find(toks, "self_contrast", 0, len(toks)):
+        if self._find(toks, "self_contrast", 0, len(toks)) or \
+                self._find(toks, "not_patient", 0, len(toks)):
             return True  # "my neighbour collapsed, I'm fine"; "... so I might miss my appointment"
         same = ref >= s0
         if has_question and same:
@@ -808,6 +812,26 @@ class TriageEngine:
         # someone named only in an earlier sentence ("My wife had a nice day. Chest pain.")
         # does not own this symptom unless its own sentence puts it in their past
         return bool(self._find(toks, "other_past", ref if same else s0, hi))
+
+    def _bystander(self, toks, start, s0) -> bool:
+        """Someone who is plainly not the patient is in danger now ("my husband is having
+        chest pains, he's not the patient, I am"): DESIGN.md asks to tell the texter to
+        call 911 and to leave a routine note instead of paging. Needs a person named
+        before the flag, an explicit not-the-patient cue, and nothing putting it in the past."""
+        ref = None
+        for i in range(start - 1, -1, -1):
+            if toks[i] in self.self_words:
+                return False
+            if toks[i] in self.other_words:
+                ref = i
+                break
+        if ref is None or toks[ref] in self.animal_words:
+            return False
+        cues = self._find(toks, "not_patient", 0, len(toks))
+        if not cues:
+            return False
+        past = self._find(toks, "other_past", min(ref, s0), len(toks))
+        return not any(not any(cs <= ps < ce for cs, ce in cues) for ps, _ in past)
 
     # -- numbers --
     _NUM_RE = re.compile(r"^(\d{1,3}(?:\.\d{1,2})?)(?:ish|s)?$")  # 7ish, "in the 20s"
@@ -913,6 +937,7 @@ class TriageEngine:
         hits += self._numbers(toks, sents)
 
         kept: list[_Hit] = []
+        bystander = False  # someone else's emergency, not the patient's
         for h in hits:
             rule = self.rules[h.rule]
             s0, s1 = sent_of.get(h.start, (0, len(toks)))
@@ -920,6 +945,9 @@ class TriageEngine:
                 continue
             if rule.tier == "crisis":
                 if self._negated(toks, h.start, s0, strict=True):
+                    continue
+                if self._bystander(toks, h.start, s0):
+                    bystander = True
                     continue
                 kept.append(h)
                 continue
@@ -937,6 +965,8 @@ class TriageEngine:
             if self._answered_no(toks, h.end):
                 continue
             if self._other_person(toks, h.start, h.end, s0, s1, has_question):
+                bystander = bystander or (rule.tier == "emergency"
+                                          and self._bystander(toks, h.start, s0))
                 continue
             if rule.improvable and self._improving(toks, h.end, s1):
                 h.tier, h.reason = "routine", rule.reason + " (improving)"
@@ -971,6 +1001,8 @@ class TriageEngine:
                 reason = c.get("reason", c["id"])
                 if reason not in found or _RANK[c["tier"]] > _RANK[found[reason][0]]:
                     found[reason] = (c["tier"], c["id"])
+        if bystander:
+            found.setdefault(BYSTANDER_REASON, ("routine", "bystander"))
         if not found:
             return TriageResult("none", [])
         order = sorted(found.items(), key=lambda kv: -_RANK[kv[1][0]])
@@ -1042,4 +1074,4 @@ def triage(text: str, procedure: str | None = None) -> TriageResult:
 
 
 __all__ = ["TIERS", "TriageResult", "TriageEngine", "triage", "tier_rank", "get_engine",
-           "PROCEDURES", "combine_layers"]
+           "PROCEDURES", "combine_layers", "BYSTANDER_REASON"]

@@ -7,8 +7,8 @@ trained on.
 
 1. Leave one round out: for each round, fit on all the others and predict it.
 2. Choose thresholds on those out-of-round predictions, combined with the lexicon
-   exactly as `painpath.triage` combines them: fewest unguarded safety misses with
-   at most 4% false alarms and at most 8% of benign messages screened.
+   exactly as `painpath.triage` combines them: fewest unguarded safety misses within
+   the false-alarm and screen budgets (BUDGET).
 3. Fit on every round and write painpath/learned/recall_model.npz with the
    thresholds, the out-of-round figures and a hash of the inputs.
 
@@ -43,13 +43,18 @@ PARAPHRASES = ROOT / "tests" / "data" / "triage_paraphrases.jsonl"
 CORPUS_DIR = ROOT / "data" / "triage"
 DENSE_SCALE = 4.0
 C = 1.0
-SOURCES = [ROOT / "tools" / "train_triage_model.py", ROOT / "painpath" / "learned" / "recall.py",
-           ROOT / "painpath" / "learned" / "embeddings.py"]
-BUDGET = {"false_alarms": 0.01, "screened_benign": 0.09}  # see choose_thresholds
+FEATURE_SOURCES = [ROOT / "painpath" / "learned" / "recall.py",
+                   ROOT / "painpath" / "learned" / "embeddings.py"]
+# the thresholds are chosen on the lexicon's verdicts combined with the model's
+SOURCES = [ROOT / "tools" / "train_triage_model.py", ROOT / "painpath" / "triage.py",
+           ROOT / "painpath" / "content" / "redflags.yaml"]
+# at most 4.5% of benign messages raised to urgent or above (the lexicon's own false
+# alarms included; the bar is 5%) and 9% asked a screen (the bar is 10%)
+BUDGET = {"false_alarms": 0.045, "screened_benign": 0.09}  # see choose_thresholds
 LEXICON_ONLY = {"life_high": 2, "alert_high": 2, "emergency_low": 2, "crisis_low": 2,
                 "alert_low": 2}
 GRID_HIGH = [0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 1.01]
-GRID_LOW = [0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 1.01]
+GRID_LOW = [0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 1.01]
 DEV = ROOT.parent / "shared" / "eval" / "dev" / "triage.jsonl"
 
 
@@ -77,13 +82,24 @@ def load_rows() -> list[dict]:
     return rows
 
 
-def inputs_hash() -> str:
+def _digest(files: list[Path], params: list) -> str:
     digest = hashlib.sha256()
-    for file in [PARAPHRASES, *sorted(CORPUS_DIR.glob("*.jsonl")), *SOURCES, DEV]:
+    for file in files:
         digest.update(file.name.encode())
         digest.update(file.read_bytes())
-    digest.update(json.dumps([DENSE_SCALE, C, BUDGET, GRID_HIGH, GRID_LOW]).encode())
+    digest.update(json.dumps(params).encode())
     return digest.hexdigest()[:16]
+
+
+def model_hash() -> str:
+    """What the out-of-round predictions depend on: the data, the features, the fit."""
+    return _digest([PARAPHRASES, *sorted(CORPUS_DIR.glob("*.jsonl")), *FEATURE_SOURCES],
+                   [DENSE_SCALE, C])
+
+
+def inputs_hash() -> str:
+    """Everything the stored model and its thresholds depend on (the lexicon included)."""
+    return _digest([*SOURCES, DEV], [model_hash(), BUDGET, GRID_HIGH, GRID_LOW])
 
 
 def design_matrix(engine: TriageEngine, rows: list[dict]) -> sparse.csr_matrix:
@@ -149,13 +165,13 @@ def score(rows, lex_results, probs, thresholds) -> dict:
             "benign": benign, "false_alarms": fa, "screened_benign": sb}
 
 
-def _over(s: dict, budget: str, base: int = 0) -> float:
-    return max(0.0, s[budget] - base - BUDGET[budget] * s["benign"])
+def _over(s: dict, budget: str) -> float:
+    return max(0.0, s[budget] - BUDGET[budget] * s["benign"])
 
 
 def choose_thresholds(rows, lex_results, probs, dev) -> tuple[dict, dict]:
-    """Stage 1 (when to raise a tier): fewest misses while adding at most
-    BUDGET["false_alarms"] of false alarms to what the lexicon alone raises; stage 2
+    """Stage 1 (when to raise a tier): fewest misses with at most
+    BUDGET["false_alarms"] of benign messages raised, the lexicon's own included; stage 2
     (when to ask a screen): fewest unguarded misses with at most
     BUDGET["screened_benign"] of benign messages screened. The shared dev set, scored
     by the final model, must keep 0 safety misses."""
@@ -163,13 +179,12 @@ def choose_thresholds(rows, lex_results, probs, dev) -> tuple[dict, dict]:
         s = score(*dev, th)
         return s["unguarded"] + s["screened"] == 0
 
-    lexicon_fa = score(rows, lex_results, probs, LEXICON_ONLY)["false_alarms"]
     best = None
     for life, alert in itertools.product(GRID_HIGH, GRID_HIGH):
         th = {"life_high": life, "alert_high": alert,
               "emergency_low": 1.01, "crisis_low": 1.01, "alert_low": 1.01}
         s = score(rows, lex_results, probs, th)
-        key = (_over(s, "false_alarms", lexicon_fa), s["unguarded"] + s["screened"],
+        key = (_over(s, "false_alarms"), s["unguarded"] + s["screened"],
                s["false_alarms"])
         if (best is None or key < best[0]) and dev_ok(th):
             best = (key, th)
@@ -207,7 +222,7 @@ def main() -> int:
     by_round = defaultdict(list)
     for i, r in enumerate(rows):
         by_round[r["round"]].append(i)
-    cache = ROOT / "var" / f"triage-oof-{digest}.npy"  # the slow part, kept per inputs
+    cache = ROOT / "var" / f"triage-oof-{model_hash()}.npy"  # the slow part, kept per model
     if cache.exists():
         oof = np.load(cache)
     else:

@@ -65,6 +65,17 @@ def test_negations_do_not_escalate(stack) -> None:
     assert stack.show(patient_id)["escalations"] == []
 
 
+def test_someone_elses_emergency_over_sms_says_call_911_and_pages_nobody(stack) -> None:
+    phone = "+14155550146"
+    patient_id = enroll(stack, phone)
+    pages_before = len(stack.twilio.sent_to(NURSE))
+    replies = reply_to(stack, phone, "sorry, my husband is having chest pains right now, "
+                                     "hes not the patient, I am. will do the check in later")
+    assert "call 911 now for them" in replies[0]
+    assert [e["tier"] for e in stack.show(patient_id)["escalations"]] == ["routine"]
+    assert len(stack.twilio.sent_to(NURSE)) == pages_before
+
+
 def test_red_flag_in_the_web_chat(stack) -> None:
     patient_id = stack.cli("enroll", "--clinic", "e2e", "--phone", "+14155550145",
                            "--procedure", "intrathecal_pump", "--procedure-at",

@@ -17,6 +17,7 @@ from painpath.enrollment import EnrollmentRequest, enroll
 from painpath.escalation import handle_red_flag
 from painpath.messaging import ConsoleGateway, set_gateway
 from painpath.models import CheckIn, Escalation, Message
+from painpath.triage import BYSTANDER_REASON
 
 
 @pytest.fixture
@@ -67,6 +68,17 @@ def test_routine_is_noted_without_paging(patient_id: str) -> None:
         pages = select(Message).where(Message.clinician_id.isnot(None))
         assert session.execute(pages).first() is None
     assert r.replies == ["Thanks for letting me know. I've noted it for your care team to review."]
+
+
+def test_someone_elses_emergency_gets_911_for_them_and_a_note(patient_id: str) -> None:
+    with new_session() as session, session.begin():
+        r = handle_red_flag(session, patient_id, "routine", [BYSTANDER_REASON],
+                            "my neighbour collapsed, not me")
+    with new_session() as session:
+        esc = session.execute(select(Escalation)).scalar_one()
+        assert (esc.tier, esc.status) == ("routine", "noted")
+        assert session.execute(select(Message).where(Message.clinician_id.isnot(None))).first() is None
+    assert len(r.replies) == 1 and "call 911 now for them" in r.replies[0]
 
 
 def test_a_second_message_adds_to_the_open_escalation(patient_id: str) -> None:

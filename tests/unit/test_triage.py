@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from painpath.triage import TIERS, TriageEngine, TriageResult, tier_rank
+from painpath.triage import BYSTANDER_REASON, TIERS, TriageEngine, TriageResult, tier_rank
 
 # These cases pin the lexicon's reviewable rules (painpath/content/redflags.yaml); the
 # learned layer on top of it and the screens are tested in test_triage_layers.py.
@@ -161,6 +161,28 @@ def test_caregiver_reports_escalate():
     _check([
         ("emergency", "my wife passed out and isn't responding", None),
         ("emergency", "my husband can't move his legs since the injection", None),
+    ])
+
+
+def test_someone_elses_emergency_is_a_note_that_says_call_911():
+    """DESIGN.md: when the texter makes clear the person in danger is not the patient,
+    tell them to call 911 (the reply) and leave a routine note instead of paging."""
+    for text in [
+        "my brother is having a seizure at work right now, not me, I'm ok",
+        "Not about me: my dad is having chest pains and we called the ambulance",
+        "a mi no, a mi vecina le duele el pecho ahorita, ya llamamos al 911",
+        "my roommate took a whole bottle of pills, I'm the patient, I had the injection",
+        "my son says he wants to end it all. He's not the patient, I am",
+    ]:
+        r = triage(text)
+        assert (r.tier, r.reasons) == ("routine", [BYSTANDER_REASON]), text
+    # a carer reporting the patient, someone else's past, and the patient's own red
+    # flag beside someone else's stay what they were
+    _check([
+        ("emergency", "my husband is having chest pains right now since his injection", None),
+        ("crisis", "my husband keeps saying he wants to end it all, I'm fine but scared", None),
+        ("none", "my dad had a heart attack years ago, not me", None),
+        ("emergency", "my wife has chest pain, not me, but I can't feel my legs", None),
     ])
 
 
