@@ -29,6 +29,8 @@ _RANK = {t: i for i, t in enumerate(TIERS)}
 # the reason of a routine note for someone else's emergency: the reply tells the texter
 # to call 911 for them (painpath/escalation.py)
 BYSTANDER_REASON = "someone else's emergency (not the patient)"
+# crisis words beside a joke or a denial: a routine note, and the direct question
+DOUBTED_CRISIS_REASON = "words about suicide or harm, said as a joke or denied (asked)"
 DEFAULT_LEXICON = Path(__file__).resolve().parent / "content" / "redflags.yaml"
 PROCEDURES = (
     "epidural_steroid_injection", "facet_injection", "medial_branch_block",
@@ -784,10 +786,18 @@ class TriageEngine:
             return True
         return False
 
+    def _not_patient_tokens(self, toks) -> set[int]:
+        """Positions inside "I'm the patient", "not me", ...: an "I" there does not own
+        the symptom ("my husband (not the patient, I am) is having chest pains")."""
+        return {i for cs, ce in self._find(toks, "not_patient", 0, len(toks)) for i in range(cs, ce)}
+
     def _other_person(self, toks, start, end, s0, s1, has_question: bool) -> bool:
         ref = None
+        skip = self._not_patient_tokens(toks)
         for i in range(start - 1, -1, -1):
             t = toks[i]
+            if i in skip:
+                continue
             if t in self.self_words:
                 return False
             if t in self.other_words:
@@ -813,13 +823,31 @@ class TriageEngine:
         # does not own this symptom unless its own sentence puts it in their past
         return bool(self._find(toks, "other_past", ref if same else s0, hi))
 
+    def _doubted(self, toks, start, s0, s1) -> bool:
+        """Crisis words said as a joke in their own sentence ("he'll kill me lol") or
+        beside a plain denial ("I said I want to die, I'm not suicidal"), and nothing
+        saying they mean it ("not joking", "kinda", "for real"); a denial before the
+        words counts only when no "but" comes between ("not suicidal, but ...")."""
+        if self._find(toks, "crisis_earnest", 0, len(toks)):
+            return False
+        if self._find(toks, "crisis_joke", s0, min(len(toks), s1 + 3)):
+            return True
+        for cs, ce in self._find(toks, "crisis_denial", 0, len(toks)):
+            if cs > start or not any(t in ("but", "pero", "though", "however")
+                                     for t in toks[ce:start]):
+                return True
+        return False
+
     def _bystander(self, toks, start, s0) -> bool:
         """Someone who is plainly not the patient is in danger now ("my husband is having
         chest pains, he's not the patient, I am"): DESIGN.md asks to tell the texter to
         call 911 and to leave a routine note instead of paging. Needs a person named
         before the flag, an explicit not-the-patient cue, and nothing putting it in the past."""
         ref = None
+        skip = self._not_patient_tokens(toks)
         for i in range(start - 1, -1, -1):
+            if i in skip:
+                continue
             if toks[i] in self.self_words:
                 return False
             if toks[i] in self.other_words:
@@ -938,6 +966,7 @@ class TriageEngine:
 
         kept: list[_Hit] = []
         bystander = False  # someone else's emergency, not the patient's
+        doubted: list[_Hit] = []  # crisis words beside a joke or a denial
         for h in hits:
             rule = self.rules[h.rule]
             s0, s1 = sent_of.get(h.start, (0, len(toks)))
@@ -948,6 +977,9 @@ class TriageEngine:
                     continue
                 if self._bystander(toks, h.start, s0):
                     bystander = True
+                    continue
+                if self._doubted(toks, h.start, s0, s1):
+                    doubted.append(h)  # asked, not dropped (see below)
                     continue
                 kept.append(h)
                 continue
@@ -1003,11 +1035,16 @@ class TriageEngine:
                     found[reason] = (c["tier"], c["id"])
         if bystander:
             found.setdefault(BYSTANDER_REASON, ("routine", "bystander"))
+        screen = None
+        if doubted and not any(t in ("crisis", "emergency") for t, _ in found.values()):
+            # "lol he'll kill me", "I said I want to die but I'm not suicidal": ask
+            screen = IDEATION
+            found.setdefault(DOUBTED_CRISIS_REASON, ("routine", "doubted"))
         if not found:
             return TriageResult("none", [])
         order = sorted(found.items(), key=lambda kv: -_RANK[kv[1][0]])
         top = order[0][1][0]
-        return TriageResult(top, [r for r, _ in order])
+        return TriageResult(top, [r for r, _ in order], screen)
 
     def explain(self, text: str, procedure: str | None = None) -> dict:
         """Debug helper: raw matches before filtering and the result."""
@@ -1045,12 +1082,15 @@ def combine_layers(lexicon: TriageResult, probs: dict[str, float], thresholds: d
     if _RANK[wanted] > _RANK[tier]:
         tier, reasons = wanted, [LEARNED_REASONS[wanted], *reasons]
     screen = None
-    if tier == "crisis" or (tier != "emergency" and p_crisis >= thresholds["crisis_low"]):
+    if tier == "crisis" or (tier != "emergency" and (
+            p_crisis >= thresholds["crisis_low"] or lexicon.screen == IDEATION)):
         screen = IDEATION
     elif tier != "emergency" and p_emergency >= thresholds["emergency_low"]:
         screen = screen_book().pick_emergency(normalised_text)
     elif _RANK[tier] < _RANK["urgent"] and p_alert >= thresholds["alert_low"]:
         screen = NURSE_CALL
+    elif tier != "emergency":
+        screen = lexicon.screen
     return tier, reasons, screen
 
 

@@ -48,9 +48,9 @@ FEATURE_SOURCES = [ROOT / "painpath" / "learned" / "recall.py",
 # the thresholds are chosen on the lexicon's verdicts combined with the model's
 SOURCES = [ROOT / "tools" / "train_triage_model.py", ROOT / "painpath" / "triage.py",
            ROOT / "painpath" / "content" / "redflags.yaml"]
-# at most 4.5% of benign messages raised to urgent or above (the lexicon's own false
-# alarms included; the bar is 5%) and 9% asked a screen (the bar is 10%)
-BUDGET = {"false_alarms": 0.045, "screened_benign": 0.09}  # see choose_thresholds
+# the model may raise at most 1.5% of benign messages to urgent or above on top of the
+# lexicon's own false alarms, and ask a screen of at most 9% (the bar is 10%)
+BUDGET = {"false_alarms": 0.015, "screened_benign": 0.09}  # see choose_thresholds
 LEXICON_ONLY = {"life_high": 2, "alert_high": 2, "emergency_low": 2, "crisis_low": 2,
                 "alert_low": 2}
 GRID_HIGH = [0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 1.01]
@@ -165,26 +165,29 @@ def score(rows, lex_results, probs, thresholds) -> dict:
             "benign": benign, "false_alarms": fa, "screened_benign": sb}
 
 
-def _over(s: dict, budget: str) -> float:
-    return max(0.0, s[budget] - BUDGET[budget] * s["benign"])
+def _over(s: dict, budget: str, base: int = 0) -> float:
+    return max(0.0, s[budget] - base - BUDGET[budget] * s["benign"])
 
 
 def choose_thresholds(rows, lex_results, probs, dev) -> tuple[dict, dict]:
-    """Stage 1 (when to raise a tier): fewest misses with at most
-    BUDGET["false_alarms"] of benign messages raised, the lexicon's own included; stage 2
+    """Stage 1 (when to raise a tier): fewest misses while adding at most
+    BUDGET["false_alarms"] of false alarms to what the lexicon alone raises; stage 2
     (when to ask a screen): fewest unguarded misses with at most
     BUDGET["screened_benign"] of benign messages screened. The shared dev set, scored
-    by the final model, must keep 0 safety misses."""
-    def dev_ok(th: dict) -> bool:
+    by the final model, must meet its bar: 0 safety misses, at most 5% false alarms and
+    10% of benign messages screened."""
+    def dev_ok(th: dict) -> bool:  # the shared dev set's bar (../shared/eval/README.md)
         s = score(*dev, th)
-        return s["unguarded"] + s["screened"] == 0
+        return s["unguarded"] + s["screened"] == 0 and \
+            s["false_alarms"] <= 0.05 * s["benign"] and s["screened_benign"] <= 0.10 * s["benign"]
 
+    lexicon_fa = score(rows, lex_results, probs, LEXICON_ONLY)["false_alarms"]
     best = None
     for life, alert in itertools.product(GRID_HIGH, GRID_HIGH):
         th = {"life_high": life, "alert_high": alert,
               "emergency_low": 1.01, "crisis_low": 1.01, "alert_low": 1.01}
         s = score(rows, lex_results, probs, th)
-        key = (_over(s, "false_alarms"), s["unguarded"] + s["screened"],
+        key = (_over(s, "false_alarms", lexicon_fa), s["unguarded"] + s["screened"],
                s["false_alarms"])
         if (best is None or key < best[0]) and dev_ok(th):
             best = (key, th)
@@ -194,7 +197,7 @@ def choose_thresholds(rows, lex_results, probs, dev) -> tuple[dict, dict]:
         cand = {**th, "emergency_low": e_lo, "crisis_low": c_lo, "alert_low": u_lo}
         s = score(rows, lex_results, probs, cand)
         key = (_over(s, "screened_benign"), s["unguarded"], s["screened_benign"])
-        if best is None or key < best[0]:
+        if (best is None or key < best[0]) and dev_ok(cand):
             best = (key, cand, s)
     return best[1], best[2]
 

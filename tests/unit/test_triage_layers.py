@@ -166,11 +166,9 @@ ROUNDS = ROOT / "tests" / "data" / "rounds"
 # First contact of the layered triage with each round (tests/data/README.md): scored
 # before anything was changed for it and never trained on. A change may only do better.
 FIRST_CONTACT = {
-    "r9": {"unguarded": 8, "screened": 4, "false_alarms": 12},
-    "r10": {"unguarded": 4, "screened": 12, "false_alarms": 8},
-    "r11": {"unguarded": 7, "screened": 21, "false_alarms": 18},  # 17, 12 at first contact;
-    # then messages PainPath cannot read (Russian, Vietnamese) became a note and a screen
-    "r12": {"unguarded": 2, "screened": 8, "false_alarms": 9},
+    # r9-r12 were held out here, then trained on (data/triage/README.md)
+    "r13": {"unguarded": 3, "screened": 7, "false_alarms": 4},
+    "r14": {"unguarded": 1, "screened": 6, "false_alarms": 7},
 }
 
 
