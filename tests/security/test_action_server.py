@@ -146,6 +146,15 @@ def test_with_the_token_the_action_runs(stack) -> None:
     assert help_reply.status_code == 200
 
 
+def test_an_error_does_not_echo_the_tracker(stack) -> None:
+    """rasa-sdk's own error handler answers with the request body: a patient's messages."""
+    call = {"next_action": "action_help", "version": RASA_VERSION, "tracker": None,
+            "domain": None, "note": "my private words"}
+    resp = httpx.post(webhook_url(stack), json=call, headers=auth(stack), timeout=30)
+    assert resp.status_code == 500
+    assert "my private words" not in resp.text
+
+
 def test_the_health_check_needs_no_token_and_says_nothing(stack) -> None:
     resp = httpx.get(f"http://127.0.0.1:{stack.stack.actions_port}/health", timeout=30)
     assert resp.status_code == 200

@@ -26,6 +26,7 @@ import pytest
 import redis
 from itsdangerous import URLSafeTimedSerializer
 
+from bot.painpath_rasa.serve import rasa_argv
 from painpath import webhook_auth
 from painpath.nonces import MemoryNonces, RedisNonces
 from painpath.settings import Settings, load_settings, read_secret_file
@@ -82,6 +83,20 @@ def test_an_existing_world_readable_key_file_is_made_private(tmp_path: Path) -> 
     path.chmod(0o644)
     assert read_secret_file(path) == "kept-as-it-is"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_rasa_is_started_with_the_jwt_secret_added_inside_the_process(
+        database_url: str) -> None:
+    settings = settings_with("one-deployment-secret")
+    argv = rasa_argv(["run", "--enable-api", "-m", "m.tar.gz"], settings)
+    assert argv[:5] == ["rasa", "run", "--enable-api", "-m", "m.tar.gz"]
+    assert argv[argv.index("--jwt-secret") + 1] == settings.rasa_jwt_secret
+    assert argv[argv.index("--jwt-method") + 1] == "HS256"
+    assert rasa_argv(["run", "actions"], settings) == ["rasa", "run", "actions"]
+    for given in (["run", "--auth-token", "t"], ["run", "--jwt-secret=s"],
+                  ["run", "--jwt-private-key", "k"]):
+        with pytest.raises(SystemExit):
+            rasa_argv(given, settings)
 
 
 # --------------------------------------------------------------------------- #
@@ -162,7 +177,7 @@ def test_rasa_api_wants_a_jwt_in_the_authorization_header(stack) -> None:
     old_token = stack_settings(stack).key_for("rasa-http-api").hex()
     assert httpx.get(url, timeout=30).status_code == 401
     assert httpx.get(url, params={"token": old_token}, timeout=30).status_code == 401
-    assert httpx.get(url, headers=bearer(admin, "not-the-secret"), timeout=30).status_code == 401
+    assert httpx.get(url, headers=bearer(admin, "not-the-secret-" * 4), timeout=30).status_code == 401
     expired = {**admin, "exp": int(time.time()) - 600}
     assert httpx.get(url, headers=bearer(expired, secret), timeout=30).status_code == 401
     other = {"user": {"username": "someone-else", "role": "user"}, "exp": admin["exp"]}
