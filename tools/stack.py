@@ -15,12 +15,11 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import httpx
 
-if TYPE_CHECKING:
-    from painpath.settings import Settings
+from painpath.rasa_client import api_headers
+from painpath.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -176,11 +175,9 @@ class Stack:
         self.procs[name] = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log,
                                             stderr=subprocess.STDOUT, start_new_session=True)
 
-    def settings(self) -> "Settings":
+    def settings(self) -> Settings:
         """The settings this stack's processes build: its own secret key and
         ACTION_SERVER_TOKEN where given, not this process's."""
-        from painpath.settings import load_settings
-
         names = ("PAINPATH_SECRET_KEY", "ACTION_SERVER_TOKEN")
         saved = {k: os.environ.get(k) for k in names}
         try:
@@ -202,8 +199,6 @@ class Stack:
     def api_headers(self) -> dict[str, str]:
         """An Authorization header (an admin JWT, valid for a minute) for this stack's
         Rasa HTTP API: the API takes no token in the URL."""
-        from painpath.rasa_client import api_headers
-
         return api_headers(settings=self.settings())
 
     @staticmethod
