@@ -127,20 +127,31 @@ def load_settings() -> Settings:
 def read_secret_file(path: Path) -> str:
     """The secret kept in `path`, created (random) when missing; owner-only either way.
 
-    The file is created with mode 0600 from the start (no window where it is
-    world-readable), and an existing file with looser permissions is tightened.
+    The file is written with mode 0600 from the start (no window where it is
+    world-readable) and appears whole: `make run` starts three processes at once,
+    and one of them must never read a half-written key. An existing file with
+    looser permissions is tightened.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        _create_secret_file(path)
+    if path.stat().st_mode & 0o077:
+        os.chmod(path, 0o600)
+    return path.read_text().strip()
+
+
+def _create_secret_file(path: Path) -> None:
+    """Write a random secret to `path` unless another process got there first."""
+    draft = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_urlsafe(32))
+        os.link(draft, path)  # atomic, and never replaces a key already there
     except FileExistsError:
-        if path.stat().st_mode & 0o077:
-            os.chmod(path, 0o600)
-        return path.read_text().strip()
-    with os.fdopen(fd, "w") as out:
-        secret = secrets.token_urlsafe(32)
-        out.write(secret)
-    return secret
+        pass
+    finally:
+        draft.unlink(missing_ok=True)
 
 
 def _redis_url() -> str | None:

@@ -217,6 +217,7 @@ class Stack:
 
     def start(self, timeout: float = 180.0) -> "Stack":
         model = latest_model()
+        self.settings()  # creates var/secret_key (if used) before three processes race for it
         # Rasa's HTTP API (trigger_intent, trackers) wants a JWT and the action server
         # its token; both come from the secret key every process shares (no setup).
         self._spawn("actions", self.actions_cmd(self.actions_port))

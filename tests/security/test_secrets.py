@@ -15,6 +15,7 @@ import hmac
 import json
 import os
 import stat
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -75,6 +76,20 @@ def test_a_new_secret_key_file_is_private(tmp_path: Path) -> None:
     assert len(secret) >= 32
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert read_secret_file(path) == secret
+
+
+def test_processes_starting_together_agree_on_one_key(tmp_path: Path) -> None:
+    """`make run` starts Rasa, the action server and the web app at once."""
+    path = tmp_path / "var" / "secret_key"
+    seen: list[str] = []
+    threads = [threading.Thread(target=lambda: seen.append(read_secret_file(path)))
+               for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(seen) == 8 and len(set(seen)) == 1 and seen[0]
+    assert sorted(os.listdir(path.parent)) == ["secret_key"]  # no drafts left behind
 
 
 def test_an_existing_world_readable_key_file_is_made_private(tmp_path: Path) -> None:
