@@ -15,7 +15,7 @@ from rasa_sdk.events import ActiveLoop, EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-from actions.common import BlockingAction, deliver_alerts, in_thread
+from actions.common import BlockingAction, as_id, deliver_alerts, in_thread, own_exercise
 from painpath import programs
 from painpath.db import new_session
 from painpath.models import ExerciseSession, Patient
@@ -28,11 +28,7 @@ OPEN_FORMS = (FORM, "checkin_form")
 
 
 def _session_entity(tracker: Tracker) -> Optional[int]:
-    value = next(tracker.get_latest_entity_values("exercise_session"), None)
-    try:
-        return int(value) if value is not None else None
-    except (TypeError, ValueError):
-        return None
+    return as_id(next(tracker.get_latest_entity_values("exercise_session"), None))
 
 
 class ActionStartExercise(BlockingAction):
@@ -105,13 +101,14 @@ class ValidateExerciseForm(FormValidationAction):
 
     def _advance(self, slot_value: Any, dispatcher: CollectingDispatcher,
                  tracker: Tracker) -> Dict[Text, Any]:
-        session_id = tracker.get_slot("exercise_session")
-        if session_id is None:
-            return {"exercise_reply": "done"}
-        if slot_value is None:  # the reset at the start, validated at form activation
-            return {"exercise_reply": None}
         with new_session() as session, session.begin():
-            turn = programs.advance(session, int(session_id), str(slot_value or ""))
+            session_id = own_exercise(session, tracker)  # another patient's: ignored
+            if session_id is None:
+                return {"exercise_reply": "done"}
+            if slot_value is None:  # the reset at the start, validated at form activation
+                return {"exercise_reply": None}
+            turn = programs.advance(session, session_id, str(slot_value or ""),
+                                    patient_id=tracker.sender_id)
         for reply in turn.replies:
             dispatcher.utter_message(text=reply)
         if turn.alert_message_ids:
@@ -129,9 +126,9 @@ class ActionAskExerciseReply(BlockingAction):
 
     def run_blocking(self, dispatcher: CollectingDispatcher, tracker: Tracker,
                      domain: DomainDict) -> List[EventType]:
-        session_id = tracker.get_slot("exercise_session")
         with new_session() as session, session.begin():
-            row = session.get(ExerciseSession, int(session_id)) if session_id is not None else None
+            session_id = own_exercise(session, tracker)
+            row = session.get(ExerciseSession, session_id) if session_id is not None else None
             if row is None or row.status != "active":
                 dispatcher.utter_message(text=programs.say("nothing_to_resume"))
                 return [ActiveLoop(None), SlotSet("requested_slot", None)]

@@ -14,7 +14,8 @@ from rasa_sdk.events import ActiveLoop, EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-from actions.common import BlockingAction, deliver_alerts, follow_up_events, in_thread
+from actions.common import (BlockingAction, as_id, deliver_alerts, follow_up_events, in_thread,
+                            own_checkin)
 from painpath import checkins, programs
 from painpath.content import get_content, message
 from painpath.db import new_session
@@ -32,11 +33,7 @@ def _item_resets(items: List[str]) -> List[EventType]:
 
 
 def _checkin_entity(tracker: Tracker) -> Optional[int]:
-    value = next(tracker.get_latest_entity_values("checkin_id"), None)
-    try:
-        return int(value) if value is not None else None
-    except (TypeError, ValueError):
-        return None
+    return as_id(next(tracker.get_latest_entity_values("checkin_id"), None))
 
 
 class ActionStartCheckin(BlockingAction):
@@ -85,17 +82,21 @@ class ValidateCheckinForm(FormValidationAction):
         return await in_thread(self._validate, dispatcher, tracker)
 
     def _validate(self, dispatcher: CollectingDispatcher, tracker: Tracker) -> List[EventType]:
-        """Store and judge each answer (database work: runs on a worker thread)."""
-        checkin_id = tracker.get_slot("checkin_id")
+        """Store and judge each answer (database work: runs on a worker thread). Only
+        into the conversation's own patient's check-in: another id is ignored."""
+        patient_id = tracker.sender_id
+        with new_session() as session:
+            checkin_id = own_checkin(session, tracker)
         items = set(tracker.get_slot("checkin_items") or [])
         events: List[EventType] = []
         for item, text in tracker.slots_to_validate().items():
             if item not in items or checkin_id is None or text is None:
                 continue  # None: the reset at the start, seen again at form activation
             with new_session() as session, session.begin():
-                done, value = checkins.final_answer(session, int(checkin_id), item)
-                outcome = None if done else checkins.submit(session, int(checkin_id), item,
-                                                            str(text))
+                done, value = checkins.final_answer(session, checkin_id, item,
+                                                    patient_id=patient_id)
+                outcome = None if done else checkins.submit(session, checkin_id, item,
+                                                            str(text), patient_id=patient_id)
             if outcome is None:  # answered already (e.g. by a red-flag message)
                 events += [SlotSet(item, value), SlotSet("checkin_reask", False)]
                 continue
@@ -132,10 +133,10 @@ class AskCheckinItem(BlockingAction):
 
     def run_blocking(self, dispatcher: CollectingDispatcher, tracker: Tracker,
                      domain: DomainDict) -> List[EventType]:
-        checkin_id = tracker.get_slot("checkin_id")
         with new_session() as session:
-            text = checkins.ask_text(session, int(checkin_id) if checkin_id is not None else None,
-                                     self.item, reask=bool(tracker.get_slot("checkin_reask")))
+            text = checkins.ask_text(session, own_checkin(session, tracker), self.item,
+                                     reask=bool(tracker.get_slot("checkin_reask")),
+                                     patient_id=tracker.sender_id)
         dispatcher.utter_message(text=text)
         return [SlotSet("checkin_reask", False)]
 
@@ -155,13 +156,15 @@ class ActionFinishCheckin(BlockingAction):
 
     def run_blocking(self, dispatcher: CollectingDispatcher, tracker: Tracker,
                   domain: DomainDict) -> List[EventType]:
-        checkin_id = tracker.get_slot("checkin_id")
-        if checkin_id is not None and not tracker.get_slot("checkin_stopped"):
-            with new_session() as session, session.begin():
-                dispatcher.utter_message(text=checkins.finish(session, int(checkin_id)))
-                offer = programs.offer_after_checkin(session, session.get(CheckIn, int(checkin_id)))
-            if offer:  # an exercise the answers point to (the patient replies YES)
-                dispatcher.utter_message(text=offer)
+        with new_session() as session, session.begin():
+            checkin_id = own_checkin(session, tracker)
+            offer = None
+            if checkin_id is not None and not tracker.get_slot("checkin_stopped"):
+                dispatcher.utter_message(text=checkins.finish(session, checkin_id,
+                                                              patient_id=tracker.sender_id))
+                offer = programs.offer_after_checkin(session, session.get(CheckIn, checkin_id))
+        if offer:  # an exercise the answers point to (the patient replies YES)
+            dispatcher.utter_message(text=offer)
         return [SlotSet("checkin_id", None), SlotSet("checkin_items", None),
                 SlotSet("checkin_ready", None), SlotSet("checkin_stopped", False)]
 
@@ -174,10 +177,10 @@ class ActionPauseCheckin(BlockingAction):
 
     def run_blocking(self, dispatcher: CollectingDispatcher, tracker: Tracker,
                   domain: DomainDict) -> List[EventType]:
-        checkin_id = tracker.get_slot("checkin_id")
         with new_session() as session, session.begin():
-            text = checkins.pause(session, int(checkin_id)) if checkin_id is not None \
-                else message("checkin_paused")
+            checkin_id = own_checkin(session, tracker)
+            text = checkins.pause(session, checkin_id, patient_id=tracker.sender_id) \
+                if checkin_id is not None else message("checkin_paused")
         dispatcher.utter_message(text=text)
         return [ActiveLoop(None), SlotSet("requested_slot", None)]
 

@@ -4,15 +4,17 @@ from __future__ import annotations
 import asyncio
 import logging
 from abc import ABC, abstractmethod
-from typing import Any, List
+from typing import Any, List, Optional
 
 from rasa_sdk import Action, Tracker
 from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
+from sqlalchemy.orm import Session
 
 from painpath.checkins import with_follow_up
 from painpath.messaging import deliver
+from painpath.ownership import own_checkin_id, own_exercise_id
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +46,25 @@ class BlockingAction(Action, ABC):
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
                   domain: DomainDict) -> List[EventType]:
         return await asyncio.to_thread(self.run_blocking, dispatcher, tracker, domain)
+
+
+def as_id(value: Any) -> Optional[int]:
+    """A row id from a slot or entity (None when it is missing or not a number)."""
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def own_checkin(session: Session, tracker: Tracker) -> Optional[int]:
+    """The `checkin_id` slot, only when it is the conversation's patient's check-in."""
+    return own_checkin_id(session, as_id(tracker.get_slot("checkin_id")), tracker.sender_id)
+
+
+def own_exercise(session: Session, tracker: Tracker) -> Optional[int]:
+    """The `exercise_session` slot, only when it is the conversation's patient's."""
+    return own_exercise_id(session, as_id(tracker.get_slot("exercise_session")),
+                           tracker.sender_id)
 
 
 def in_thread(fn: Any, *args: Any) -> Any:

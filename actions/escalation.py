@@ -11,7 +11,7 @@ from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 from sqlalchemy.orm import Session
 
-from actions.common import deliver_alerts_async, follow_up_events, in_thread
+from actions.common import deliver_alerts_async, follow_up_events, in_thread, own_checkin
 from painpath import checkins, programs, screening
 from painpath.db import new_session
 from painpath.escalation import handle_red_flag
@@ -77,16 +77,17 @@ class ActionHandleRedFlag(Action):
         flag = flag_of(tracker) or Flag("urgent")
         text = tracker.latest_message.get("text") or ""
         loop = (tracker.active_loop or {}).get("name")
-        checkin_id = tracker.get_slot("checkin_id") if loop == FORM else None
         patient_id = tracker.sender_id
         turn = _Flagged(flag.tier, list(flag.reasons))
         with new_session() as session, session.begin():
+            # only the patient's own check-in (a forged id is ignored; the flag stands)
+            checkin_id = own_checkin(session, tracker) if loop == FORM else None
             if checkin_id is not None:
-                self._answer_open_question(session, tracker, int(checkin_id), text, turn)
+                self._answer_open_question(session, tracker, checkin_id, text, turn)
             if turn.tier != "none":
                 response = handle_red_flag(session, patient_id, turn.tier,
                                            turn.reasons or ["red flag in message"], text,
-                                           checkin_id=int(checkin_id) if checkin_id else None)
+                                           checkin_id=checkin_id)
                 turn.replies += response.replies
                 turn.stop, turn.escalation_id = response.stop_checkin, response.escalation_id
                 turn.alerts = response.raised.alert_message_ids if response.raised else ()
@@ -97,14 +98,13 @@ class ActionHandleRedFlag(Action):
             asked = wanted is not None and screening.ask(
                 session, patient_id, wanted, turn.tier, escalation_id=turn.escalation_id,
                 interrupted=None if turn.stop else interrupted,
-                checkin_id=int(checkin_id) if checkin_id else None,
-                exercise_session_id=exercise_id) is not None
+                checkin_id=checkin_id, exercise_session_id=exercise_id) is not None
             if turn.tier == "routine" and not loop and not asked:
                 # noted; what was asked for is still offered
                 offer = programs.offer_for_request(session, patient_id, _asked_for(tracker))
                 turn.replies += [offer] if offer else []
             if turn.stop and checkin_id is not None:
-                checkin = session.get(CheckIn, int(checkin_id))
+                checkin = session.get(CheckIn, checkin_id)
                 if checkin is not None and checkin.status == "in_progress":
                     checkin.status = "paused"  # answers kept; the nurse sees where it stopped
         for reply in turn.replies:
@@ -123,7 +123,8 @@ class ActionHandleRedFlag(Action):
         """The message may also answer the open question ("yes, and I have a fever"):
         a YES to a higher-tier safety question raises the tier."""
         item = tracker.get_slot("requested_slot")
-        answered = checkins.try_answer(session, checkin_id, item, text) if item else None
+        answered = checkins.try_answer(session, checkin_id, item, text,
+                                       patient_id=tracker.sender_id) if item else None
         if answered is None:
             return
         q = checkins.question(item)

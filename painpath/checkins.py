@@ -15,6 +15,7 @@ from painpath import diary
 from painpath.content import SAFETY_KINDS, Question, get_content, message
 from painpath.escalation import Raised, handle_red_flag, one_tier_up
 from painpath.models import Answer, CheckIn, Enrollment, Patient, utcnow
+from painpath.ownership import checkin_of
 from painpath.parsing import KINDS, parse_answer
 
 logger = logging.getLogger(__name__)
@@ -42,13 +43,15 @@ def question(item: str) -> Question:
     return get_content().questions[item]
 
 
-def ask_text(session: Session, checkin_id: int | None, item: str, reask: bool = False) -> str:
+def ask_text(session: Session, checkin_id: int | None, item: str, reask: bool = False, *,
+             patient_id: str | None = None) -> str:
     """The wording of question `item` in check-in `checkin_id`: its re-ask after an
     unusable answer, `text_first` while the item has never been answered in this
     enrolment ("since your procedure"), else `text` ("since your last check-in"),
-    with the clinic's emergency number filled in."""
+    with the clinic's emergency number filled in. With `patient_id`, the check-in
+    must be that patient's (NotThePatients)."""
     q = question(item)
-    checkin = session.get(CheckIn, checkin_id) if checkin_id is not None else None
+    checkin = _checkin(session, checkin_id, patient_id) if checkin_id is not None else None
     text = q.reask if reask else q.text
     if not reask and q.text_first and (checkin is None
                                        or not _asked_before(session, checkin, item)):
@@ -80,6 +83,14 @@ def next_checkin(session: Session, patient_id: str) -> CheckIn | None:
     return session.execute(
         base.where(CheckIn.status == "scheduled").order_by(CheckIn.due_at)
     ).scalars().first()
+
+
+def _checkin(session: Session, checkin_id: int, patient_id: str | None) -> CheckIn | None:
+    """Check-in `checkin_id`; with `patient_id` (the conversation's patient, from the
+    action server) only if it is theirs, else NotThePatients."""
+    if patient_id is None:
+        return session.get(CheckIn, checkin_id)
+    return checkin_of(session, checkin_id, patient_id)
 
 
 def _answers(session: Session, checkin_id: int) -> dict[str, Answer]:
@@ -114,16 +125,17 @@ def begin(session: Session, checkin: CheckIn) -> tuple[str, list[str]]:
 
 
 def submit(session: Session, checkin_id: int, item: str, text: str,
-           raise_flags: bool = True) -> Outcome:
+           raise_flags: bool = True, *, patient_id: str | None = None) -> Outcome:
     """Record the patient's `text` as the answer to `item` of check-in `checkin_id`.
 
     A "yes" to a safety question raises its flag unless `raise_flags` is False
     (the caller escalates itself), and puts the question's follow-up, if it has
     one, next in the check-in (`Outcome.follow_up`). A safety question answered
     unclearly twice is escalated one tier up (CLINICAL.md §0); any other question
-    is then recorded unanswered and the check-in moves on.
+    is then recorded unanswered and the check-in moves on. With `patient_id` the
+    check-in must be that patient's (NotThePatients: nothing is recorded).
     """
-    checkin = session.get(CheckIn, checkin_id)
+    checkin = _checkin(session, checkin_id, patient_id)
     if checkin is None or item not in checkin.items:
         raise ValueError(f"check-in {checkin_id} has no item {item!r}")
     q = question(item)
@@ -205,8 +217,11 @@ def with_follow_up(items: list[str], item: str, follow_up: str) -> list[str]:
     return [*items[:at], follow_up, *items[at:]]
 
 
-def final_answer(session: Session, checkin_id: int, item: str) -> tuple[bool, object]:
-    """(True, value) when `item` already has a final answer (value None if unanswered)."""
+def final_answer(session: Session, checkin_id: int, item: str, *,
+                 patient_id: str | None = None) -> tuple[bool, object]:
+    """(True, value) when `item` already has a final answer (value None if unanswered);
+    with `patient_id`, of that patient's check-in only (NotThePatients)."""
+    _checkin(session, checkin_id, patient_id)
     answer = _answers(session, checkin_id).get(item)
     if answer is None or answer.status == "pending":
         return False, None
@@ -220,13 +235,16 @@ def _plain(value: float | None) -> float | int | None:
     return int(value) if value is not None and float(value).is_integer() else value
 
 
-def try_answer(session: Session, checkin_id: int, item: str, text: str) -> Outcome | None:
+def try_answer(session: Session, checkin_id: int, item: str, text: str, *,
+               patient_id: str | None = None) -> Outcome | None:
     """Record `text` as the answer to `item` only if it parses (a red-flag message
-    that also answers the question); no failure is counted otherwise."""
+    that also answers the question); no failure is counted otherwise. With
+    `patient_id`, of that patient's check-in only (NotThePatients)."""
+    _checkin(session, checkin_id, patient_id)
     q = question(item)
     if parse_answer(KINDS[q.kind], text or "") is None:
         return None
-    return submit(session, checkin_id, item, text, raise_flags=False)
+    return submit(session, checkin_id, item, text, raise_flags=False, patient_id=patient_id)
 
 
 def get_settings_emergency(session: Session, patient_id: str) -> str:
@@ -235,9 +253,10 @@ def get_settings_emergency(session: Session, patient_id: str) -> str:
     return patient.clinic.emergency_number or "911"
 
 
-def pause(session: Session, checkin_id: int) -> str:
-    """Pause a check-in so the patient can finish it later."""
-    checkin = session.get(CheckIn, checkin_id)
+def pause(session: Session, checkin_id: int, *, patient_id: str | None = None) -> str:
+    """Pause a check-in so the patient can finish it later (with `patient_id`: only
+    that patient's, NotThePatients otherwise)."""
+    checkin = _checkin(session, checkin_id, patient_id)
     if checkin is not None and checkin.status == "in_progress":
         checkin.status = "paused"
     return message("checkin_paused")
@@ -249,9 +268,10 @@ def _fmt(value: float | None) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
-def finish(session: Session, checkin_id: int) -> str:
-    """Complete the check-in (unasked items recorded unanswered) and return the summary."""
-    checkin = session.get(CheckIn, checkin_id)
+def finish(session: Session, checkin_id: int, *, patient_id: str | None = None) -> str:
+    """Complete the check-in (unasked items recorded unanswered) and return the summary;
+    with `patient_id`, only that patient's (NotThePatients otherwise)."""
+    checkin = _checkin(session, checkin_id, patient_id)
     answers = _answers(session, checkin_id)
     for item in checkin.items:
         if item not in answers:

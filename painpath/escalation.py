@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from painpath import contact, outreach
 from painpath.messaging import deliver_now, record_outbound
 from painpath.models import Clinic, Clinician, Escalation, EscalationEvent, Patient, utcnow
+from painpath.ownership import own_checkin_id
 from painpath.settings import get_settings
 from painpath.triage import BYSTANDER_REASON, tier_rank
 
@@ -190,11 +191,15 @@ def promise_call_by(session: Session, patient: Patient, now: datetime) -> dateti
 def raise_flag(session: Session, patient_id: str, tier: str, reasons: list[str],
                text: str | None = None, checkin_id: int | None = None,
                kind: str = "red_flag", now: datetime | None = None) -> Raised:
-    """Record an escalation and, for alerting tiers, its alert SMS (in one transaction)."""
+    """Record an escalation and, for alerting tiers, its alert SMS (in one transaction).
+
+    A `checkin_id` that is not the patient's is not linked (the flag itself is
+    never dropped: it is the patient's own message)."""
     now = now or utcnow()
     patient = session.get(Patient, patient_id)
     if patient is None:
         raise ValueError(f"no patient {patient_id!r}")
+    checkin_id = own_checkin_id(session, checkin_id, patient_id)
     alerting = tier in ALERTING_TIERS and kind == "red_flag"  # tasks wait in the queue
     escalation = Escalation(patient_id=patient_id, checkin_id=checkin_id, tier=tier,
                             reasons=list(reasons), text=text, kind=kind, created_at=now,

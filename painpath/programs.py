@@ -38,6 +38,7 @@ from painpath.models import (
     ScreenStatus,
     utcnow,
 )
+from painpath.ownership import exercise_of
 from painpath.parsing import parse_pain, parse_percent, parse_yes_no
 
 logger = logging.getLogger(__name__)
@@ -412,10 +413,13 @@ def _parse(step: Step, text: str) -> tuple[bool, Any]:
     return bool(clean), clean[:500] or None
 
 
-def advance(session: Session, session_id: int, text: str, now: datetime | None = None) -> Turn:
-    """Apply the patient's reply to the exercise in progress."""
+def advance(session: Session, session_id: int, text: str, now: datetime | None = None, *,
+            patient_id: str | None = None) -> Turn:
+    """Apply the patient's reply to the exercise in progress; with `patient_id` (the
+    conversation's patient) only to that patient's exercise (NotThePatients)."""
     now = now or utcnow()
-    row = session.get(ExerciseSession, session_id)
+    row = exercise_of(session, session_id, patient_id) if patient_id is not None \
+        else session.get(ExerciseSession, session_id)
     if row is None or row.status != "active":
         return Turn(done=True, status=row.status if row else "missing")
     exercise = get_programs().exercises[row.exercise]

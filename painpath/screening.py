@@ -35,6 +35,7 @@ from painpath.db import new_session
 from painpath.escalation import add_note, handle_red_flag
 from painpath.messaging import deliver_now, record_outbound
 from painpath.models import CheckIn, ExerciseSession, Patient, SafetyScreen, ScreenStatus, utcnow
+from painpath.ownership import own_checkin_id, own_exercise_id
 from painpath.parsing import parse_yes_no
 from painpath.screens import IDEATION, get_screen, screen_book
 from painpath.triage import tier_rank
@@ -114,10 +115,13 @@ def ask(session: Session, patient_id: str, question_id: str, flag_tier: str, *,
         checkin_id: int | None = None, exercise_session_id: int | None = None,
         now: datetime | None = None) -> SafetyScreen | None:
     """Record `question_id` (a screen id or FOLLOWUP) as asked now; None, and nothing
-    recorded, while another question is pending (it is never stacked)."""
+    recorded, while another question is pending (it is never stacked). A check-in or
+    exercise that is not the patient's is not linked (the question is still asked)."""
     now = now or utcnow()
     if pending(session, patient_id) is not None:
         return None
+    checkin_id = own_checkin_id(session, checkin_id, patient_id)
+    exercise_session_id = own_exercise_id(session, exercise_session_id, patient_id)
     patient = session.get(Patient, patient_id)
     if question_id == FOLLOWUP:
         text, due = message("redflag_crisis_followup"), now + FOLLOWUP_WAIT

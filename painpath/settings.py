@@ -12,6 +12,7 @@ import secrets
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import quote
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SQLITE = f"sqlite:///{REPO_ROOT / 'var' / 'painpath.db'}"
@@ -40,14 +41,37 @@ class Settings:
     # conversation is removed); relative paths are read from the repository root
     rasa_endpoints: str = "bot/endpoints.yml"
 
+    # Rasa's lock store on Redis (REDIS_HOST, …: the Rasa servers of a production
+    # deployment); the web-chat channel keeps its nonces there too. None: in memory.
+    redis_url: str | None = None
+    # Where the action server listens (ACTION_SERVER_INTERFACE): loopback unless told.
+    action_server_interface: str = "127.0.0.1"
+
+    def key_for(self, purpose: str) -> bytes:
+        """A 32-byte key for one purpose, derived from the secret key.
+
+        One secret serves the deployment, but each use (session cookies, chat links,
+        Rasa's JWT, the action server's token, web→Rasa signatures, …) gets its own
+        key: a value made for one purpose is worthless for another, and a key that
+        leaks from one process does not give the master secret away. HMAC-SHA256
+        with a purpose label (the "expand" step of HKDF, RFC 5869, for one block).
+        """
+        if not purpose:
+            raise ValueError("key_for needs a purpose")
+        label = b"painpath/v1/" + purpose.encode() + b"\x01"
+        return hmac.new(self.secret_key.encode(), label, hashlib.sha256).digest()
+
     @property
-    def rasa_api_token(self) -> str:
-        """The token Rasa's HTTP API demands (`rasa run --auth-token`): RASA_API_TOKEN,
-        else derived from the secret key so every process agrees without more setup."""
-        explicit = _env("RASA_API_TOKEN")
-        if explicit:
-            return explicit
-        return hmac.new(self.secret_key.encode(), b"rasa-http-api", hashlib.sha256).hexdigest()
+    def rasa_jwt_secret(self) -> str:
+        """The HS256 secret of the JWTs Rasa's HTTP API accepts (`rasa run --jwt-secret`,
+        passed by bot/painpath_rasa/serve.py, never on the command line)."""
+        return self.key_for("rasa-jwt").hex()
+
+    @property
+    def action_server_token(self) -> str:
+        """The bearer token Rasa sends the action server (bot/endpoints.yml `headers:`):
+        ACTION_SERVER_TOKEN, else derived from the secret key so every process agrees."""
+        return _env("ACTION_SERVER_TOKEN") or self.key_for("action-server").hex()
 
     @property
     def twilio_configured(self) -> bool:
@@ -78,15 +102,7 @@ def load_settings() -> Settings:
     if given and len(given) != 3:
         missing = {"TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_FROM_NUMBER"} - set(given)
         raise ConfigError(f"Twilio is partly configured: set {', '.join(sorted(missing))} too")
-    secret = _env("PAINPATH_SECRET_KEY")
-    if secret is None:
-        secret_file = REPO_ROOT / "var" / "secret_key"
-        if secret_file.exists():
-            secret = secret_file.read_text().strip()
-        else:
-            secret_file.parent.mkdir(parents=True, exist_ok=True)
-            secret = secrets.token_urlsafe(32)
-            secret_file.write_text(secret)
+    secret = _env("PAINPATH_SECRET_KEY") or read_secret_file(REPO_ROOT / "var" / "secret_key")
     web_base = _env("WEB_BASE_URL", "http://127.0.0.1:8000")
     return Settings(
         database_url=_env("DATABASE_URL", DEFAULT_SQLITE),
@@ -103,7 +119,50 @@ def load_settings() -> Settings:
         crisis_line=_env("CRISIS_LINE", "988"),
         run_scheduler=_env("PAINPATH_SCHEDULER", "0").lower() in ("1", "true", "yes"),
         rasa_endpoints=_env("RASA_ENDPOINTS", "bot/endpoints.yml"),
+        redis_url=_redis_url(),
+        action_server_interface=_env("ACTION_SERVER_INTERFACE", "127.0.0.1"),
     )
+
+
+def read_secret_file(path: Path) -> str:
+    """The secret kept in `path`, created (random) when missing; owner-only either way.
+
+    The file is written with mode 0600 from the start (no window where it is
+    world-readable) and appears whole: `make run` starts three processes at once,
+    and one of them must never read a half-written key. An existing file with
+    looser permissions is tightened.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        _create_secret_file(path)
+    if path.stat().st_mode & 0o077:
+        os.chmod(path, 0o600)
+    return path.read_text().strip()
+
+
+def _create_secret_file(path: Path) -> None:
+    """Write a random secret to `path` unless another process got there first."""
+    draft = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_urlsafe(32))
+        os.link(draft, path)  # atomic, and never replaces a key already there
+    except FileExistsError:
+        pass
+    finally:
+        draft.unlink(missing_ok=True)
+
+
+def _redis_url() -> str | None:
+    """Redis as the Rasa servers' endpoints file names it (REDIS_HOST, REDIS_PORT,
+    REDIS_PASSWORD, REDIS_LOCK_DB), or None when REDIS_HOST is not set."""
+    host = _env("REDIS_HOST")
+    if host is None:
+        return None
+    password = _env("REDIS_PASSWORD")
+    auth = f":{quote(password, safe='')}@" if password else ""
+    return f"redis://{auth}{host}:{_env('REDIS_PORT', '6379')}/{_env('REDIS_LOCK_DB', '0')}"
 
 
 @lru_cache(maxsize=1)

@@ -1,7 +1,7 @@
 """Signed, expiring per-patient web-chat links.
 
-A chat link carries the patient id signed with the deployment's secret key
-(`PAINPATH_SECRET_KEY`), so the link itself is the patient's credential for the
+A chat link carries the patient id signed with a key derived from the
+deployment's secret key (`settings.key_for("chat-link")`), so the link itself is the patient's credential for the
 web chat: anyone holding a valid, unexpired link can read and write that
 patient's conversation. Links expire after `CHAT_LINK_TTL_HOURS`; the clinic
 sends a fresh one with each check-in.
@@ -38,7 +38,7 @@ class InvalidChatLink(Exception):
 
 
 def _serializer(settings: Settings) -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(settings.secret_key, salt=SALT)
+    return URLSafeTimedSerializer(settings.key_for("chat-link"), salt=SALT)
 
 
 def make_chat_token(patient_id: str, settings: Settings | None = None) -> str:

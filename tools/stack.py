@@ -18,8 +18,14 @@ from pathlib import Path
 
 import httpx
 
+from painpath.rasa_client import api_headers
+from painpath.settings import Settings, load_settings
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
+# What bot/endpoints.yml sends the action server; Rasa fills in the variable
+# (bot/painpath_rasa/serve.py sets it), so the token is in no file.
+ACTION_AUTH = "  headers:\n    Authorization: Bearer ${ACTION_SERVER_TOKEN}\n"
 
 
 def free_port() -> int:
@@ -114,7 +120,7 @@ class Stack:
             return ROOT / "bot" / "endpoints.production.yml"
         from urllib.parse import urlsplit
 
-        text = f'action_endpoint:\n  url: "http://127.0.0.1:{actions_port}/webhook"\n'
+        text = f'action_endpoint:\n  url: "http://127.0.0.1:{actions_port}/webhook"\n' + ACTION_AUTH
         if self.tracker_store_url:
             db = urlsplit(self.tracker_store_url)
             text += (f"tracker_store:\n  type: {self.tracker_store_type}\n  dialect: postgresql\n"
@@ -148,6 +154,7 @@ class Stack:
         path = self.log_dir / "endpoints.yml"
         path.write_text(
             f'action_endpoint:\n  url: "http://127.0.0.1:{self.actions_port}/webhook"\n'
+            + ACTION_AUTH +
             f"tracker_store:\n  type: SQL\n  dialect: sqlite\n  db: {tracker}\n")
         return path
 
@@ -168,19 +175,16 @@ class Stack:
         self.procs[name] = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log,
                                             stderr=subprocess.STDOUT, start_new_session=True)
 
-    def api_token(self) -> str:
-        """The token Rasa's HTTP API demands: RASA_API_TOKEN, else the one every
-        PainPath process derives from its secret key (painpath/settings.py)."""
-        from painpath.settings import load_settings
-
-        explicit = self.env.get("RASA_API_TOKEN") or os.environ.get("RASA_API_TOKEN")
-        if explicit:
-            return explicit
-        saved = {k: os.environ.get(k) for k in ("PAINPATH_SECRET_KEY",)}
+    def settings(self) -> Settings:
+        """The settings this stack's processes build: its own secret key and
+        ACTION_SERVER_TOKEN where given, not this process's."""
+        names = ("PAINPATH_SECRET_KEY", "ACTION_SERVER_TOKEN")
+        saved = {k: os.environ.get(k) for k in names}
         try:
-            if self.env.get("PAINPATH_SECRET_KEY"):
-                os.environ["PAINPATH_SECRET_KEY"] = self.env["PAINPATH_SECRET_KEY"]
-            return load_settings().rasa_api_token
+            for key in names:
+                if self.env.get(key):
+                    os.environ[key] = self.env[key]
+            return load_settings()
         finally:
             for key, value in saved.items():
                 if value is None:
@@ -188,31 +192,42 @@ class Stack:
                 else:
                     os.environ[key] = value
 
+    def action_server_token(self) -> str:
+        """The bearer token this stack's action servers demand."""
+        return self.settings().action_server_token
+
+    def api_headers(self) -> dict[str, str]:
+        """An Authorization header (an admin JWT, valid for a minute) for this stack's
+        Rasa HTTP API: the API takes no token in the URL."""
+        return api_headers(settings=self.settings())
+
+    @staticmethod
+    def actions_cmd(port: int) -> list[str]:
+        """The action server: rasa-sdk behind a token, on loopback (actions/server.py)."""
+        return [str(BIN / "python"), "-m", "actions.server", "--actions", "actions",
+                "--port", str(port)]
+
+    @staticmethod
+    def rasa_cmd(model: Path, endpoints: Path, port: int) -> list[str]:
+        """A Rasa server; bot/painpath_rasa/serve.py adds the JWT secret inside the
+        process, so no secret is on this command line."""
+        return [str(BIN / "python"), "-m", "bot.painpath_rasa.serve", "run", "--enable-api",
+                "-m", str(model), "--endpoints", str(endpoints),
+                "--credentials", "bot/credentials.yml", "--port", str(port), "-i", "127.0.0.1"]
+
     def start(self, timeout: float = 180.0) -> "Stack":
         model = latest_model()
-        # Rasa's HTTP API (trigger_intent, trackers) answers only with the token; the
-        # channels' webhooks need none. This process and every child agree on it.
-        token = self.api_token()
-        self.env["RASA_API_TOKEN"] = token
-        os.environ.setdefault("RASA_API_TOKEN", token)
-        self._spawn("actions", [str(BIN / "rasa"), "run", "actions", "--actions", "actions",
-                                "--port", str(self.actions_port)])
+        self.settings()  # creates var/secret_key (if used) before three processes race for it
+        # Rasa's HTTP API (trigger_intent, trackers) wants a JWT and the action server
+        # its token; both come from the secret key every process shares (no setup).
+        self._spawn("actions", self.actions_cmd(self.actions_port))
         if self.production_endpoints:
             self.proc_env["rasa"] = self.production_env(self.actions_port)
-        self._spawn("rasa", [str(BIN / "rasa"), "run", "--enable-api", "--auth-token", token,
-                             "-m", str(model),
-                             "--endpoints", str(self._endpoints()),
-                             "--credentials", "bot/credentials.yml",
-                             "--port", str(self.rasa_port), "-i", "127.0.0.1"])
+        self._spawn("rasa", self.rasa_cmd(model, self._endpoints(), self.rasa_port))
         for rasa_name, actions_name, rasa_port, actions_port in self._pairs()[1:]:
-            self._spawn(actions_name, [str(BIN / "rasa"), "run", "actions", "--actions",
-                                       "actions", "--port", str(actions_port)])
+            self._spawn(actions_name, self.actions_cmd(actions_port))
             endpoints = self._scaled_endpoints(actions_port, f"endpoints-{rasa_name}.yml")
-            self._spawn(rasa_name, [str(BIN / "rasa"), "run", "--enable-api", "--auth-token", token,
-                                    "-m", str(model),
-                                    "--endpoints", str(endpoints),
-                                    "--credentials", "bot/credentials.yml",
-                                    "--port", str(rasa_port), "-i", "127.0.0.1"],
+            self._spawn(rasa_name, self.rasa_cmd(model, endpoints, rasa_port),
                         self.production_env(actions_port) if self.production_endpoints else None)
         web_cmd = [str(BIN / "uvicorn"), "web.app:create_app", "--factory",
                    "--host", "127.0.0.1", "--port", str(self.web_port), "--no-access-log"]
@@ -227,8 +242,7 @@ class Stack:
         checks = {"web": f"{self.web_url}/healthz"}
         for rasa_name, actions_name, rasa_port, actions_port in self._pairs():
             checks[actions_name] = f"http://127.0.0.1:{actions_port}/health"
-            token = self.env.get("RASA_API_TOKEN", "")  # set by start()
-            checks[rasa_name] = f"http://127.0.0.1:{rasa_port}/status?token={token}"
+            checks[rasa_name] = f"http://127.0.0.1:{rasa_port}/status"  # with api_headers()
         return checks
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
@@ -257,8 +271,9 @@ class Stack:
                 proc = self.procs[name]
                 if proc.poll() is not None:
                     raise RuntimeError(f"{name} exited ({proc.returncode}); log:\n{self.tail(name)}")
+                headers = self.api_headers() if name.startswith("rasa") else {}
                 try:
-                    ok = httpx.get(pending[name], timeout=2).status_code == 200
+                    ok = httpx.get(pending[name], headers=headers, timeout=2).status_code == 200
                 except httpx.HTTPError:
                     ok = False
                 if ok:

@@ -34,7 +34,8 @@ from painpath.inbound import clean_text
 from painpath.logsafety import install_phone_redaction
 from painpath.models import Clinic, Enrollment, Message, Patient
 from painpath.settings import Settings, get_settings
-from painpath.webhook_auth import HEADER, sign_body
+from painpath.webhook_auth import PURPOSE as WEB_TO_RASA
+from painpath.webhook_auth import signed_headers
 from painpath.weblink import InvalidChatLink, verify_chat_token
 from web.dashboard import dashboard_router
 from web.limits import BodySizeLimit
@@ -182,13 +183,14 @@ def _procedure_of(database_url: str, patient_id: str) -> str | None:
 
 
 async def _ask_rasa(settings: Settings, patient_id: str, text: str) -> list[str]:
-    """Send the patient's text to Rasa's web-chat channel, signed with the shared secret."""
+    """Send the patient's text to Rasa's web-chat channel, signed (timestamp, nonce,
+    body) with the web-to-Rasa key: Rasa refuses a replay (painpath/webhook_auth.py)."""
     url = f"{settings.rasa_url}/webhooks/web/webhook"
     procedure = await run_in_threadpool(_procedure_of, settings.database_url, patient_id)
     body = json.dumps({"sender": patient_id, "message": text,
                        "metadata": {"procedure": procedure}}).encode()
     headers = {"Content-Type": "application/json",
-               HEADER: sign_body(body, settings.secret_key)}
+               **signed_headers(body, settings.key_for(WEB_TO_RASA))}
     try:
         async with httpx.AsyncClient(timeout=RASA_TIMEOUT_SECONDS) as client:
             response = await client.post(url, content=body, headers=headers)

@@ -2,7 +2,7 @@
 
 Mounted by :func:`web.app.create_app` with ``app.include_router(dashboard_router(settings))``.
 
-Sessions are a cookie signed with ``settings.secret_key`` (itsdangerous) holding the
+Sessions are a cookie signed with ``settings.key_for("session")`` (itsdangerous) holding the
 clinician id, a random session id, the issue and last-activity times and the
 session's CSRF token; it is HttpOnly, SameSite=Lax and Secure when the dashboard's
 base URL is https. The server enforces a 12 h absolute and a 30 min idle limit, and
@@ -722,8 +722,9 @@ def dashboard_router(settings: Settings) -> APIRouter:
     router = APIRouter()
     db_url = settings.database_url
     secure = settings.web_base_url.lower().startswith("https://")
-    serializer = URLSafeTimedSerializer(settings.secret_key, salt=SESSION_SALT)
-    login_serializer = URLSafeTimedSerializer(settings.secret_key, salt=LOGIN_SALT)
+    # keys of their own (settings.key_for): nothing signed for another purpose passes
+    serializer = URLSafeTimedSerializer(settings.key_for("session"), salt=SESSION_SALT)
+    login_serializer = URLSafeTimedSerializer(settings.key_for("login"), salt=LOGIN_SALT)
     throttle = LoginThrottle()
     templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
     router.throttle = throttle  # type: ignore[attr-defined]  # tests reach it

@@ -110,10 +110,11 @@ def test_scheduled_pacing_prompt_goes_through_rasa_and_the_report_is_recorded(st
 
 
 def test_rasa_http_api_needs_the_token(stack) -> None:
-    """Only the channels' webhooks are open; conversations need the API token."""
+    """Only the channels' webhooks are open; conversations need a JWT (more in
+    tests/security/test_secrets.py)."""
     import httpx
 
     url = f"{stack.stack.rasa_url}/conversations/anyone/tracker"
     assert httpx.get(url, timeout=30).status_code == 401
     assert httpx.get(url, params={"token": "wrong"}, timeout=30).status_code == 401
-    assert httpx.get(url, params={"token": stack.env["RASA_API_TOKEN"]}, timeout=30).status_code == 200
+    assert httpx.get(url, headers=stack.stack.api_headers(), timeout=30).status_code == 200

@@ -99,7 +99,7 @@ class ScaledStack:
 
     def tracker_events(self, patient_id: str, server: int = 0) -> list[dict[str, Any]]:
         resp = httpx.get(f"{self.stack.rasa_urls[server]}/conversations/{patient_id}/tracker",
-                         params={"token": self.stack.env["RASA_API_TOKEN"]}, timeout=30)
+                         headers=self.stack.api_headers(), timeout=30)
         resp.raise_for_status()
         return list(resp.json()["events"])
 

@@ -21,7 +21,8 @@ from painpath import models
 from painpath.db import get_engine, new_session
 from painpath.models import Clinic, Clinician, Message, Patient
 from painpath.settings import Settings, load_settings
-from painpath.webhook_auth import HEADER, verify_body
+from painpath.nonces import MemoryNonces
+from painpath.webhook_auth import PURPOSE, verify
 from painpath.weblink import make_chat_token
 from web.app import create_app
 
@@ -37,6 +38,8 @@ class FakeRasa:
         self.requests: list[dict[str, Any]] = []
         self.status = 200
         self.secret_key = "test-secret-key-web-chat"
+        key = dataclasses.replace(load_settings(), secret_key=self.secret_key).key_for(PURPOSE)
+        nonces = MemoryNonces()
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -45,8 +48,7 @@ class FakeRasa:
                 raw = self.rfile.read(length)
                 payload = json.loads(raw or b"{}")
                 fake.requests.append({"path": self.path, "json": payload,
-                                      "signed": verify_body(raw, self.headers.get(HEADER),
-                                                            fake.secret_key)})
+                                      "signed": verify(raw, self.headers, key, nonces) is None})
                 if fake.status != 200:
                     body = b'{"error": "boom"}'
                     self.send_response(fake.status)
