@@ -205,7 +205,8 @@ def raise_flag(session: Session, patient_id: str, tier: str, reasons: list[str],
     session.flush()
     _record(session, escalation, "opened", detail=tier, now=now)
     alerts = _page(session, escalation, patient, 1, now) if alerting else []
-    logger.info("escalation %s tier=%s for patient %s", escalation.id, tier, patient_id)
+    # the escalation id, never the patient id next to a tier (the logs are not the record)
+    logger.info("escalation %s opened: tier=%s", escalation.id, tier)
     return Raised(escalation_id=escalation.id, tier=tier, alert_message_ids=tuple(alerts))
 
 
