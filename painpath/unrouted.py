@@ -54,9 +54,10 @@ def emergency_number(patients: list[Patient]) -> str:
     return numbers.pop() if len(numbers) == 1 else get_settings().emergency_number
 
 
-def flag_of(text: str) -> tuple[str, list[str], bool] | None:
-    """(tier, reasons, from_screen) when the text must be escalated, else None."""
-    result = triage(text)
+def flag_of(text: str, procedure: str | None = None) -> tuple[str, list[str], bool] | None:
+    """(tier, reasons, from_screen) when the text must be escalated for a patient after
+    `procedure`, else None."""
+    result = triage(text, procedure)
     tier, reasons, from_screen = result.tier, list(result.reasons), False
     if result.screen:
         asked = get_screen(result.screen).tier
@@ -90,20 +91,30 @@ def _task(session: Session, patient_id: str, now: datetime) -> None:
         raise_flag(session, patient_id, "routine", [TASK_NOTE], kind=UNROUTED_TASK, now=now)
 
 
+def _procedure(patient: Patient) -> str | None:
+    active = [e for e in patient.enrollments if e.status == "active"]
+    return active[-1].procedure if active else None
+
+
 def handle(session: Session, patients: list[Patient], text: str,
            now: datetime | None = None) -> Unrouted:
-    """Escalate for every candidate (red flag), or leave each clinic a task."""
+    """For each candidate: escalate when the text is a red flag after their procedure,
+    else leave their clinic a task. The sender gets the most urgent reply."""
     now = now or utcnow()
-    flag = flag_of(text) if text.strip() else None
-    if flag is None:
-        for patient in patients:
-            _task(session, patient.id, now)
-        return Unrouted([neutral_reply(patients)])
-    tier, reasons, from_screen = flag
     alerts: list[int] = []
+    worst: tuple[str, bool] | None = None  # (tier, from_screen) of the reply
     for patient in patients:
+        flag = flag_of(text, _procedure(patient)) if text.strip() else None
+        if flag is None:
+            _task(session, patient.id, now)
+            continue
+        tier, reasons, from_screen = flag
         response = handle_red_flag(session, patient.id, tier, [*reasons, RED_FLAG_NOTE], text,
                                    now=now)
-        if response.raised is not None:
-            alerts += response.raised.alert_message_ids
-    return Unrouted([_safety_reply(tier, from_screen, patients)], tuple(alerts))
+        alerts += response.raised.alert_message_ids if response.raised is not None else ()
+        if worst is None or (tier_rank(tier), not from_screen) > (tier_rank(worst[0]),
+                                                                 not worst[1]):
+            worst = (tier, from_screen)
+    if worst is None:
+        return Unrouted([neutral_reply(patients)])
+    return Unrouted([_safety_reply(*worst, patients)], tuple(alerts))

@@ -215,6 +215,21 @@ def test_a_red_flag_matching_two_clinics_pages_both_care_teams(
         assert any("more than one clinic" in r for r in flag.reasons)
 
 
+def test_a_maybe_red_flag_matching_two_clinics_is_escalated_not_dropped(
+        two_clinics: tuple[str, str], env: FakeTwilio) -> None:
+    """A message that would get a safety question: none can be asked outside a
+    conversation, so it is escalated as an unanswered one would be."""
+    pa, pb = two_clinics
+    route_inbound(PHONE, "i feel weird in my legs", sid(), to=env.from_number)
+    assert env.wait_for_count(NURSE_A, 1) and env.wait_for_count(NURSE_B, 1)
+    for pid in (pa, pb):
+        [flag] = tasks(pid, "red_flag")
+        assert flag.status == "open" and flag.tier == "emergency"
+        assert any("could not be asked" in r for r in flag.reasons)
+    [told] = env.sent_to(PHONE)
+    assert "alerted your care team" in told.body and "911" in told.body
+
+
 def test_an_inactive_enrolment_elsewhere_does_not_make_a_text_ambiguous(
         two_clinics: tuple[str, str], env: FakeTwilio) -> None:
     pa, pb = two_clinics
