@@ -286,6 +286,7 @@ class SmsAck:
     not_paged | bad_code); `answer`: whether the sender gets a reply."""
 
     escalation_id: int
+    clinician_id: int  # who sent it (of the alert's clinic when the number has several)
     refused: str | None = None
 
     @property
@@ -323,20 +324,24 @@ def _why_not(session: Session, escalation: Escalation | None, clinician: Clinici
     return None
 
 
-def acknowledge_by_sms(session: Session, escalation_id: int, clinician: Clinician, phone: str,
-                       code: str | None, now: datetime | None = None) -> SmsAck:
+def acknowledge_by_sms(session: Session, escalation_id: int, clinicians: list[Clinician],
+                       phone: str, code: str | None, now: datetime | None = None) -> SmsAck:
     """`ACK <id> <code>` from a clinician's registered number. Accepted only with the
     alert's code, from a number that alert was paged to, for an alert of the
     clinician's clinic that is not resolved, and while fewer than MAX_REFUSED_ACKS
     were refused. A From number can be spoofed: everything else leaves the alert
     open (the ladder keeps paging) and is audited, in the audit log and in the
-    escalation's history."""
+    escalation's history. `clinicians`: the active clinicians with that number (one
+    person may work at several clinics): the one of the alert's clinic answers."""
     now = now or utcnow()
     escalation = session.get(Escalation, escalation_id)
+    patient = session.get(Patient, escalation.patient_id) if escalation is not None else None
+    clinician = next((c for c in clinicians if patient is not None
+                      and c.clinic_id == patient.clinic_id), clinicians[0])
     refused = _why_not(session, escalation, clinician, phone, code)
     if refused is None:
         acknowledge(session, escalation_id, clinician.id, via="sms", now=now)
-        return SmsAck(escalation_id)
+        return SmsAck(escalation_id, clinician.id)
     session.add(AuditLog(at=now, clinician_id=clinician.id, action="sms_ack_refused",
                          patient_id=escalation.patient_id if escalation is not None
                          and refused != "unknown" else None,
@@ -345,7 +350,7 @@ def acknowledge_by_sms(session: Session, escalation_id: int, clinician: Clinicia
         _record(session, escalation, "ack_refused", clinician.id, refused, now)
     logger.warning("SMS ACK of escalation %s refused (%s) from clinician %s", escalation_id,
                    refused, clinician.id)
-    return SmsAck(escalation_id, refused)
+    return SmsAck(escalation_id, clinician.id, refused)
 
 
 def resolve(session: Session, escalation_id: int, clinician_id: int, outcome: str,

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
 from painpath import consent, programs, unrouted
 from painpath.content import message
@@ -20,7 +21,6 @@ from painpath.models import Clinician, Message, Patient, utcnow
 from painpath.phone import InvalidPhone, mask, normalize
 from painpath.senders import candidates, everyone, our_number
 from painpath.settings import get_settings
-from painpath.unrouted import Unrouted
 
 logger = logging.getLogger(__name__)
 
@@ -51,15 +51,16 @@ def _clinician_ack(phone: str, to: str | None, text: str, message_sid: str | Non
         return False
     escalation_id = int(m.group(1))
     with new_session() as session, session.begin():
-        clinician = session.execute(select(Clinician).where(
-            Clinician.phone == phone, Clinician.active.is_(True))).scalars().first()
-        if clinician is None:
+        clinicians = list(session.execute(select(Clinician).where(
+            Clinician.phone == phone, Clinician.active.is_(True))
+            .order_by(Clinician.id)).scalars())
+        if not clinicians:
             return False  # not from a registered clinician number: not an ACK
-        session.add(Message(clinician_id=clinician.id, direction="in", channel="sms",
+        outcome = acknowledge_by_sms(session, escalation_id, clinicians, phone, m.group(2))
+        clinician_id = outcome.clinician_id
+        session.add(Message(clinician_id=clinician_id, direction="in", channel="sms",
                             to=to or "painpath", from_=phone, body=text[:200],
                             status="received", provider_sid=message_sid))
-        outcome = acknowledge_by_sms(session, escalation_id, clinician, phone, m.group(2))
-        clinician_id = clinician.id
     if outcome.answer:
         link = f"{get_settings().web_base_url}/escalations/{escalation_id}"
         send_sms(phone, message(_ACK_REPLIES[outcome.refused], id=escalation_id, link=link),
@@ -69,7 +70,7 @@ def _clinician_ack(phone: str, to: str | None, text: str, message_sid: str | Non
     return True
 
 
-def _apply_consent(session, phone: str, keyword: str | None) -> None:  # type: ignore[no-untyped-def]
+def _apply_consent(session: Session, phone: str, keyword: str | None) -> None:
     """STOP and START reach every patient record with this number, at every clinic:
     the person asked for no more texts (or for texts again), whichever clinic's
     number they happened to reply to."""
@@ -80,17 +81,18 @@ def _apply_consent(session, phone: str, keyword: str | None) -> None:  # type: i
             consent.record_opt_in(session, patient.id, source="keyword")
 
 
-def _unrouted(session, matches: list[Patient], keyword: str | None,  # type: ignore[no-untyped-def]
-              text: str) -> Unrouted:
+def _unrouted(session: Session, matches: list[Patient], keyword: str | None,
+              text: str) -> unrouted.Unrouted:
     """A text matching patients at several clinics: no guess (painpath/unrouted.py)."""
     if keyword in ("opt_out", "opt_in"):
-        return Unrouted([])  # applied to every enrolment already
+        return unrouted.Unrouted([])  # applied to every enrolment already
     if keyword == "help":
-        return Unrouted([unrouted.neutral_reply(matches)])
+        return unrouted.Unrouted([unrouted.neutral_reply(matches)])
     return unrouted.handle(session, matches, text)
 
 
-def _send_unrouted(phone: str, to: str | None, result: Unrouted, message_sid: str | None) -> None:
+def _send_unrouted(phone: str, to: str | None, result: unrouted.Unrouted,
+                   message_sid: str | None) -> None:
     """The sender's replies (from the number they texted), then the pages."""
     for i, body in enumerate(result.replies):
         send_sms(phone, body, from_=to,
@@ -112,7 +114,7 @@ def route_inbound(sender: str, text: str, message_sid: str | None, media: int = 
     if _clinician_ack(phone, to, text, message_sid):
         return Routed(None, None)
     keyword = consent.keyword(text)
-    result: Unrouted | None = None
+    result: unrouted.Unrouted | None = None
     with new_session() as session, session.begin():
         matches = candidates(session, phone, to)
         patient = matches[0] if len(matches) == 1 else None
