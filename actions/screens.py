@@ -101,6 +101,5 @@ class ActionHoldOutreach(Action):
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
                   domain: DomainDict) -> List[EventType]:
-        logger.info("outreach held for patient %s: a safety question is open",
-                    tracker.sender_id)
+        logger.info("outreach held: a safety question is open")
         return []

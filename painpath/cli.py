@@ -128,10 +128,16 @@ def cmd_clinic_set(args: argparse.Namespace) -> None:
     from painpath.contact import check_out_of_hours
     from painpath.enrollment import EnrollmentError, get_clinic
     from painpath.phone import InvalidPhone, normalize
+    from painpath.senders import SmsNumberError, set_sms_number
 
     try:
         with new_session() as session, session.begin():
             clinic = get_clinic(session, args.clinic)
+            if args.sms_number is not None:
+                try:
+                    set_sms_number(session, clinic, args.sms_number)
+                except SmsNumberError as exc:
+                    raise CliError(f"--sms-number: {exc}") from None
             for name in ("ack_minutes_emergency", "ack_minutes_urgent"):
                 value = getattr(args, name)
                 if value is not None:
@@ -156,6 +162,7 @@ def cmd_clinic_set(args: argparse.Namespace) -> None:
             data = {"clinic": clinic.slug, "ack_minutes_emergency": clinic.ack_minutes_emergency,
                     "ack_minutes_urgent": clinic.ack_minutes_urgent,
                     "fallback_phone": clinic.fallback_phone, "phone": clinic.phone,
+                    "sms_number": clinic.sms_number,
                     "out_of_hours": clinic.out_of_hours,
                     "send_window": f"{clinic.send_from}-{clinic.send_until}",
                     "daily_cap": clinic.daily_contact_cap}
@@ -462,6 +469,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ack-minutes-urgent", type=int, help="re-page after (urgent)")
     p.add_argument("--fallback-phone", help="paged when primary and backup do not acknowledge")
     p.add_argument("--phone", help="the clinic's number patients are told to call")
+    p.add_argument("--sms-number", metavar="E164",
+                   help="the clinic's own Twilio number: its patients' texts leave from it and "
+                        "replies to it reach only its patients ('' = the shared "
+                        "TWILIO_FROM_NUMBER)")
     p.add_argument("--out-of-hours", metavar="TEXT",
                    help="what an urgent patient should do when no nurse is on shift, e.g. "
                         "'call 415-555-0100 and choose the doctor on call' ('' = the default)")

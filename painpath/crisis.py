@@ -72,8 +72,7 @@ def imminent(session: Session, patient_id: str, reasons: list[str], text: str | 
     else:  # added to an escalation that was already paged: page it again, marked
         alerts = page_again(session, int(response.escalation_id or 0), IMMINENT, now)
     patient = session.get(Patient, patient_id)
-    logger.info("imminent crisis for patient %s (escalation %s)", patient_id,
-                response.escalation_id)
+    logger.info("escalation %s: imminent risk, paged", response.escalation_id)
     return Outcome([message("crisis_imminent", emergency_number=emergency_number(patient))],
                    alerts, response.escalation_id)
 

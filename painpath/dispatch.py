@@ -108,6 +108,7 @@ class Claimed:
     token: str
     claimed_at: datetime
     unsure_since: datetime | None  # an earlier attempt may have gone out (look it up)
+    from_: str | None = None  # the number it leaves from (painpath/senders.py)
 
 
 def new_token(name: str) -> str:
@@ -178,7 +179,7 @@ def claim(limit: int, *, name: str = "", now: datetime | None = None,
                 .values(**values).execution_options(synchronize_session=False))
         rows = session.execute(
             select(Message.id, Message.to, Message.body, Message.patient_id, Message.attempts,
-                   Message.unsure_since, Message.purpose)
+                   Message.unsure_since, Message.purpose, Message.from_)
             .where(Message.claimed_by == token, Message.status == "sending")
             .order_by(Message.id)).all()
         # routine outreach to a patient held by an open emergency or crisis is not sent
@@ -188,7 +189,7 @@ def claim(limit: int, *, name: str = "", now: datetime | None = None,
     return [Claimed(id=r.id, to=r.to, body=r.body, patient_id=r.patient_id,
                     attempts=r.attempts, token=token, claimed_at=now,
                     unsure_since=r.unsure_since if r.unsure_since and r.unsure_since < now
-                    else None)
+                    else None, from_=r.from_)
             for r in rows]
 
 
@@ -206,7 +207,7 @@ def send_claimed(c: Claimed, gateway: SmsGateway) -> tuple[SendResult, bool]:
         if found is not None:
             logger.info("message %s: an earlier attempt reached the provider; not resent", c.id)
             return found, True
-    return gateway.send(c.to, c.body), False
+    return gateway.send(c.to, c.body, from_=c.from_), False
 
 
 def _already_sent(c: Claimed, gateway: SmsGateway) -> SendResult | None:
@@ -214,7 +215,7 @@ def _already_sent(c: Claimed, gateway: SmsGateway) -> SendResult | None:
     if lookup is None or c.unsure_since is None:
         return None
     try:
-        candidates = lookup(c.to, c.body, c.unsure_since - LOOKUP_SKEW)
+        candidates = lookup(c.to, c.body, c.unsure_since - LOOKUP_SKEW, from_=c.from_)
     except Exception:  # noqa: BLE001 - a failed lookup must not stop the send
         logger.warning("message %s: provider lookup failed; sending", c.id, exc_info=True)
         return None

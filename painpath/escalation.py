@@ -7,7 +7,9 @@ and a dashboard link, never a diagnosis or procedure name (DESIGN.md).
 """
 from __future__ import annotations
 
+import hmac
 import logging
+import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -17,7 +19,8 @@ from sqlalchemy.orm import Session
 
 from painpath import contact, outreach
 from painpath.messaging import deliver_now, record_outbound
-from painpath.models import Clinic, Clinician, Escalation, EscalationEvent, Patient, utcnow
+from painpath.models import (AuditLog, Clinic, Clinician, Escalation, EscalationEvent, Message,
+                             Patient, utcnow)
 from painpath.ownership import own_checkin_id
 from painpath.settings import get_settings
 from painpath.triage import BYSTANDER_REASON, tier_rank
@@ -27,6 +30,11 @@ logger = logging.getLogger(__name__)
 ALERTING_TIERS = ("emergency", "crisis", "urgent")
 IMMINENT = "imminent"  # a reason: imminent risk of suicide (DESIGN.md), marked on the page
 URGENT_CALLBACK = timedelta(hours=2)  # "a nurse will call you by …" (same-day contact)
+# "Reply ACK 12 KX7": a From number can be spoofed and alert ids are sequential, so an
+# SMS ACK needs the alert's random code (no 0/O or 1/I: read off a phone screen)
+ACK_CODE_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"
+ACK_CODE_LENGTH = 3
+MAX_REFUSED_ACKS = 5  # refused SMS ACKs of one alert before SMS ACK stops for it
 _ONE_UP = {"routine": "urgent", "urgent": "emergency", "emergency": "emergency",
            "crisis": "crisis"}
 
@@ -51,6 +59,11 @@ def initials(name: str | None) -> str:
         return "pt"
     picked = [parts[0], parts[-1]] if len(parts) > 1 else parts
     return "".join(p[0].upper() + "." for p in picked)
+
+
+def new_ack_code() -> str:
+    """A short random code for an alert's SMS ACK (`secrets`, never guessable from the id)."""
+    return "".join(secrets.choice(ACK_CODE_ALPHABET) for _ in range(ACK_CODE_LENGTH))
 
 
 def _minutes(hhmm: str) -> int:
@@ -140,7 +153,7 @@ def alert_body(escalation: Escalation, patient: Patient, level: int = 1) -> str:
         what += " (IMMINENT)"
     return (f"PainPath alert #{escalation.id}: {what} for patient "
             f"{initials(patient.name)}{again}. Open {link} . Reply ACK {escalation.id} "
-            "to acknowledge.")
+            f"{escalation.ack_code} to acknowledge.")
 
 
 def ack_minutes(clinic: Clinic, tier: str) -> int:
@@ -156,6 +169,9 @@ def _record(session: Session, escalation: Escalation, action: str,
                                 clinician_id=clinician_id, detail=detail, at=now or utcnow()))
 
 
+ALERT_KEY = "alert:"  # idempotency keys of pages: alert:<escalation>:<level>:<phone>[:<tag>]
+
+
 def _page(session: Session, escalation: Escalation, patient: Patient, level: int,
           now: datetime, tag: str = "") -> list[int]:
     """Queue the alert for page `level` (`page_targets`: 1 primary, 2 backup, 3+ the
@@ -163,11 +179,13 @@ def _page(session: Session, escalation: Escalation, patient: Patient, level: int
     names a page sent again at the same level for new information."""
     clinic = patient.clinic
     targets = page_targets(session, clinic, level, now)
+    if escalation.ack_code is None:  # raised before codes existed (migration 0012)
+        escalation.ack_code = new_ack_code()
     ids = []
     for phone, clinician_id in targets:
         msg = record_outbound(session, to=phone, body=alert_body(escalation, patient, level),
-                              clinician_id=clinician_id,
-                              idempotency_key=f"alert:{escalation.id}:{level}:{phone}"
+                              clinician_id=clinician_id, clinic_id=clinic.id,
+                              idempotency_key=f"{ALERT_KEY}{escalation.id}:{level}:{phone}"
                               + (f":{tag}" if tag else ""))
         if msg is not None:
             ids.append(msg.id)
@@ -204,13 +222,15 @@ def raise_flag(session: Session, patient_id: str, tier: str, reasons: list[str],
     escalation = Escalation(patient_id=patient_id, checkin_id=checkin_id, tier=tier,
                             reasons=list(reasons), text=text, kind=kind, created_at=now,
                             status="open" if alerting or kind != "red_flag" else "noted",
+                            ack_code=new_ack_code(),
                             call_by=promise_call_by(session, patient, now)
                             if alerting and tier == "urgent" else None)
     session.add(escalation)
     session.flush()
     _record(session, escalation, "opened", detail=tier, now=now)
     alerts = _page(session, escalation, patient, 1, now) if alerting else []
-    logger.info("escalation %s tier=%s for patient %s", escalation.id, tier, patient_id)
+    # the escalation id, never the patient id next to a tier (the logs are not the record)
+    logger.info("escalation %s opened: tier=%s", escalation.id, tier)
     return Raised(escalation_id=escalation.id, tier=tier, alert_message_ids=tuple(alerts))
 
 
@@ -263,6 +283,79 @@ def acknowledge(session: Session, escalation_id: int, clinician_id: int, via: st
         escalation.next_page_at = None
         _record(session, escalation, "acknowledged", clinician_id, via, now)
     return escalation
+
+
+@dataclass(frozen=True)
+class SmsAck:
+    """What became of an SMS ACK: accepted, or why not (`refused`: unknown | too_many |
+    not_paged | bad_code); `answer`: whether the sender gets a reply."""
+
+    escalation_id: int
+    clinician_id: int  # who sent it (of the alert's clinic when the number has several)
+    refused: str | None = None
+
+    @property
+    def answer(self) -> bool:
+        return self.refused != "too_many"  # a guesser gets silence, not a text per try
+
+
+def was_paged(session: Session, escalation_id: int, phone: str) -> bool:
+    """Whether an alert page for this escalation was written to `phone`."""
+    return session.execute(select(Message.id).where(
+        Message.direction == "out", Message.to == phone,
+        Message.idempotency_key.like(f"{ALERT_KEY}{escalation_id}:%")).limit(1)).first() is not None
+
+
+def refused_acks(session: Session, escalation_id: int) -> int:
+    """How many SMS ACKs of this escalation were refused so far."""
+    return len(session.execute(select(EscalationEvent.id).where(
+        EscalationEvent.escalation_id == escalation_id,
+        EscalationEvent.action == "ack_refused")).all())
+
+
+def _why_not(session: Session, escalation: Escalation | None, clinician: Clinician, phone: str,
+             code: str | None) -> str | None:
+    patient = session.get(Patient, escalation.patient_id) if escalation else None
+    if escalation is None or patient is None or patient.clinic_id != clinician.clinic_id or \
+            escalation.status == "resolved":
+        return "unknown"
+    if refused_acks(session, escalation.id) >= MAX_REFUSED_ACKS:
+        return "too_many"
+    if not was_paged(session, escalation.id, phone):
+        return "not_paged"
+    if not code or not escalation.ack_code or \
+            not hmac.compare_digest(code.upper().encode(), escalation.ack_code.upper().encode()):
+        return "bad_code"
+    return None
+
+
+def acknowledge_by_sms(session: Session, escalation_id: int, clinicians: list[Clinician],
+                       phone: str, code: str | None, now: datetime | None = None) -> SmsAck:
+    """`ACK <id> <code>` from a clinician's registered number. Accepted only with the
+    alert's code, from a number that alert was paged to, for an alert of the
+    clinician's clinic that is not resolved, and while fewer than MAX_REFUSED_ACKS
+    were refused. A From number can be spoofed: everything else leaves the alert
+    open (the ladder keeps paging) and is audited, in the audit log and in the
+    escalation's history. `clinicians`: the active clinicians with that number (one
+    person may work at several clinics): the one of the alert's clinic answers."""
+    now = now or utcnow()
+    escalation = session.get(Escalation, escalation_id)
+    patient = session.get(Patient, escalation.patient_id) if escalation is not None else None
+    clinician = next((c for c in clinicians if patient is not None
+                      and c.clinic_id == patient.clinic_id), clinicians[0])
+    refused = _why_not(session, escalation, clinician, phone, code)
+    if refused is None:
+        acknowledge(session, escalation_id, clinician.id, via="sms", now=now)
+        return SmsAck(escalation_id, clinician.id)
+    session.add(AuditLog(at=now, clinician_id=clinician.id, action="sms_ack_refused",
+                         patient_id=escalation.patient_id if escalation is not None
+                         and refused != "unknown" else None,
+                         detail=f"SMS ACK of alert #{escalation_id} refused: {refused}"))
+    if escalation is not None:
+        _record(session, escalation, "ack_refused", clinician.id, refused, now)
+    logger.warning("SMS ACK of escalation %s refused (%s) from clinician %s", escalation_id,
+                   refused, clinician.id)
+    return SmsAck(escalation_id, clinician.id, refused)
 
 
 def resolve(session: Session, escalation_id: int, clinician_id: int, outcome: str,

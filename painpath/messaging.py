@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from painpath.db import new_session
 from painpath.models import Message, utcnow
 from painpath.phone import mask
+from painpath.senders import NO_SENDER, sender_for
 from painpath.settings import Settings, get_settings
 from painpath.sms_text import to_gsm
 
@@ -47,17 +48,20 @@ class SendResult:
 class SmsGateway(Protocol):
     """Hands one SMS to a carrier (or logs it). Blocking; call it off the event loop.
 
-    A gateway may also offer `find_sent(to, body, since) -> list[SendResult]`: the
-    provider's own record of messages with that recipient and body created since
-    `since` (the dispatcher uses it to avoid resending after a crash)."""
+    `from_` is the number it leaves from (the clinic's own, painpath/senders.py); None
+    or NO_SENDER: the gateway's default (TWILIO_FROM_NUMBER).
 
-    def send(self, to: str, body: str) -> SendResult: ...
+    A gateway may also offer `find_sent(to, body, since, from_=None) -> list[SendResult]`:
+    the provider's own record of messages with that recipient, sender and body created
+    since `since` (the dispatcher uses it to avoid resending after a crash)."""
+
+    def send(self, to: str, body: str, from_: str | None = None) -> SendResult: ...
 
 
 class ConsoleGateway:
     """Logs outbound SMS instead of sending (no Twilio credentials set)."""
 
-    def send(self, to: str, body: str) -> SendResult:
+    def send(self, to: str, body: str, from_: str | None = None) -> SendResult:
         logger.info("console SMS to %s (%d chars)", mask(to), len(body))
         return SendResult(sid=None, status="logged")
 
@@ -91,11 +95,14 @@ class TwilioGateway:
         self._from = settings.twilio_from_number
         self._status_callback = f"{settings.public_base_url}/twilio/status"
 
-    def send(self, to: str, body: str) -> SendResult:
+    def _sender(self, from_: str | None) -> str | None:
+        return from_ if from_ and from_ != NO_SENDER else self._from
+
+    def send(self, to: str, body: str, from_: str | None = None) -> SendResult:
         from twilio.base.exceptions import TwilioException, TwilioRestException
 
         try:
-            msg = self._client.messages.create(to=to, from_=self._from, body=body,
+            msg = self._client.messages.create(to=to, from_=self._sender(from_), body=body,
                                                status_callback=self._status_callback)
         except TwilioRestException as exc:
             logger.warning("Twilio refused SMS to %s: %s %s", mask(to), exc.status, exc.code)
@@ -107,10 +114,11 @@ class TwilioGateway:
                               uncertain=True)
         return SendResult(sid=msg.sid, status=msg.status or "queued")
 
-    def find_sent(self, to: str, body: str, since: datetime) -> list[SendResult]:
+    def find_sent(self, to: str, body: str, since: datetime,
+                  from_: str | None = None) -> list[SendResult]:
         """Twilio's messages from our number to `to` with this body created since `since`."""
         found = []
-        for m in self._client.messages.list(to=to, from_=self._from, limit=20):
+        for m in self._client.messages.list(to=to, from_=self._sender(from_), limit=20):
             if m.body == body and m.date_created is not None and m.date_created >= since:
                 found.append(SendResult(sid=m.sid, status=m.status or "queued"))
         return found
@@ -137,9 +145,14 @@ def set_gateway(gateway: SmsGateway | None) -> None:
 def record_outbound(session: Session, *, to: str, body: str, channel: str = "sms",
                     patient_id: str | None = None, clinician_id: int | None = None,
                     idempotency_key: str | None = None, purpose: str | None = None,
-                    not_before: datetime | None = None) -> Message | None:
+                    not_before: datetime | None = None, clinic_id: int | None = None,
+                    from_: str | None = None) -> Message | None:
     """Write an outbound message as queued. Returns None when `idempotency_key`
     was already used (the message exists: never send it twice).
+
+    An SMS leaves from `from_` when given (a reply from the number that was texted),
+    else from the number of `clinic_id`, else of the patient's or the clinician's
+    clinic (painpath/senders.py).
 
     `purpose`: "outreach" for routine unprompted messages (held while an emergency or
     crisis escalation is open: painpath/outreach.py), "welcome"; None for replies and
@@ -150,11 +163,14 @@ def record_outbound(session: Session, *, to: str, body: str, channel: str = "sms
         ).first()
         if seen:
             return None
-    settings = get_settings()
     if channel == "sms":
         body = to_gsm(body)
+        sender = from_ or sender_for(session, clinic_id=clinic_id, patient_id=patient_id,
+                                     clinician_id=clinician_id)
+    else:
+        sender = get_settings().twilio_from_number or NO_SENDER
     msg = Message(patient_id=patient_id, clinician_id=clinician_id, direction="out",
-                  channel=channel, to=to, from_=settings.twilio_from_number or "painpath",
+                  channel=channel, to=to, from_=sender,
                   body=body, status="queued", idempotency_key=idempotency_key,
                   purpose=purpose, next_attempt_at=not_before)
     session.add(msg)
@@ -195,7 +211,8 @@ def deliver_now(message_ids: list[int]) -> None:
 
 def send_sms(to: str, body: str, *, patient_id: str | None = None,
              clinician_id: int | None = None, idempotency_key: str | None = None,
-             gateway: SmsGateway | None = None, database_url: str | None = None) -> Message | None:
+             gateway: SmsGateway | None = None, database_url: str | None = None,
+             from_: str | None = None) -> Message | None:
     """Record one SMS already claimed by this caller, then send it now (conversation
     replies, ACK confirmations). Returns None if the idempotency key was used."""
     from painpath.dispatch import LEASE_SECONDS, Claimed, deliver_claimed, new_token
@@ -203,7 +220,8 @@ def send_sms(to: str, body: str, *, patient_id: str | None = None,
     now = utcnow()
     with new_session(database_url) as session, session.begin():
         msg = record_outbound(session, to=to, body=body, patient_id=patient_id,
-                              clinician_id=clinician_id, idempotency_key=idempotency_key)
+                              clinician_id=clinician_id, idempotency_key=idempotency_key,
+                              from_=from_)
         if msg is None:
             return None
         token = new_token(f"inline:{os.getpid()}")
@@ -212,7 +230,8 @@ def send_sms(to: str, body: str, *, patient_id: str | None = None,
         msg.unsure_since = now
         session.flush()
         claimed = Claimed(id=msg.id, to=msg.to, body=msg.body, patient_id=patient_id,
-                          attempts=1, token=token, claimed_at=now, unsure_since=None)
+                          attempts=1, token=token, claimed_at=now, unsure_since=None,
+                          from_=msg.from_)
     result = deliver_claimed(claimed, gateway or get_gateway(), database_url=database_url)
     msg.status, msg.provider_sid, msg.error = result.status, result.sid, result.error
     return msg

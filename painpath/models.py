@@ -82,6 +82,9 @@ class Clinic(Base):
     ack_minutes_emergency = Column(Integer, nullable=False, default=5)
     ack_minutes_urgent = Column(Integer, nullable=False, default=30)
     fallback_phone = Column(String(20), nullable=True)
+    # the clinic's own Twilio number: its patients' texts leave from it, and a text
+    # to it is routed to its patients only (None: TWILIO_FROM_NUMBER, shared)
+    sms_number = Column(String(20), nullable=True, unique=True)
     # what an urgent patient is told to do outside the care team's on-call hours
     # ("call 415-555-0100 and choose the doctor on call"); None: messages.yaml's default
     out_of_hours = Column(Text, nullable=True)
@@ -234,7 +237,8 @@ class Escalation(Base):
     tier = Column(String(16), nullable=False)  # emergency | crisis | urgent | routine
     reasons = Column(JSON, nullable=False)
     text = Column(Text, nullable=True)  # the patient's words
-    # red_flag | missed_checkin | picture | mood_screen | opted_out (tasks wait in the queue)
+    # red_flag | missed_checkin | picture | mood_screen | opted_out | unrouted_sms (tasks
+    # wait in the queue)
     kind = Column(String(24), nullable=False, default="red_flag")
     # open → acknowledged → resolved; "noted" for routine flags (no page)
     status = Column(String(16), nullable=False, default="open")
@@ -249,6 +253,8 @@ class Escalation(Base):
     next_page_at = Column(UTCDateTime(), nullable=True, index=True)
     call_by = Column(UTCDateTime(), nullable=True)  # promised to an urgent patient
     call_by_notified = Column(Boolean, nullable=False, default=False)
+    # the random code in the alert SMS ("Reply ACK 12 KX7"): an SMS ACK needs it
+    ack_code = Column(String(8), nullable=True)
     events = relationship("EscalationEvent", order_by="EscalationEvent.id")
 
 

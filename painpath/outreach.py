@@ -151,8 +151,7 @@ def hold(session: Session, patient_id: str, escalation_id: int, kind: str, ref: 
                              ref=ref, detail=detail, held_at=now))
     session.add(EscalationEvent(escalation_id=escalation_id, action="outreach_held",
                                 detail=detail, at=now))
-    logger.info("patient %s: %s %s held (escalation %s open)", patient_id, kind, ref,
-                escalation_id)
+    logger.info("escalation %s open: %s %s held", escalation_id, kind, ref)
     return True
 
 
@@ -265,7 +264,8 @@ def _record_release(session: Session, rows: list[OutreachHold], now: datetime) -
         detail = "; ".join(f"{r.detail or r.kind} {r.outcome}" for r in items)
         session.add(EscalationEvent(escalation_id=escalation_id, action="outreach_released",
                                     detail=detail[:2000], at=now))
-    logger.info("patient %s: %d held item(s) released", rows[0].patient_id, len(rows))
+    logger.info("%d held item(s) released (escalation %s)", len(rows),
+                ", ".join(str(e) for e in by_escalation))
 
 
 def release_lifted(session: Session, now: datetime) -> int:

@@ -24,6 +24,7 @@ from sqlalchemy import func, or_, select, update
 
 from painpath import diary, outreach, programs
 from painpath.db import new_session
+from painpath.senders import sender_for
 from painpath.models import (
     CheckIn,
     Enrollment,
@@ -141,11 +142,14 @@ def start_known_checkin(patient_id: str, checkin_id: int, channel: str, phone: s
 def bot_message_rows(patient_id: str, checkin_id: int, channel: str, phone: str,
                      texts: list[str]) -> list[dict[str, Any]]:
     """Message rows for a start's bot messages, keyed by check-in and position."""
-    from painpath.settings import get_settings
     from painpath.sms_text import to_gsm
 
     sms = channel == "sms"
-    sender = (get_settings().twilio_from_number or "painpath") if sms else "bot"
+    if sms:
+        with new_session() as session:  # the clinic's own number, else the shared one
+            sender = sender_for(session, patient_id=patient_id)
+    else:
+        sender = "bot"
     now = utcnow()
     return [{"patient_id": patient_id, "direction": "out", "channel": channel,
              "to": phone if sms else "web", "from_": sender,

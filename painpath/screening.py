@@ -134,7 +134,7 @@ def ask(session: Session, patient_id: str, question_id: str, flag_tier: str, *,
                        checkin_id=checkin_id, exercise_session_id=exercise_session_id)
     session.add(row)
     session.flush()
-    logger.info("patient %s asked %s (question %s)", patient_id, question_id, row.id)
+    logger.info("screen %s asked", row.id)  # not which one, nor whom: that is clinical
     return row
 
 
@@ -356,8 +356,7 @@ def expire(session: Session, screen_id: int, now: datetime) -> list[int]:
               now, turn)
     followup = question(session, row.patient_id) if turn.asked else None
     texts = turn.replies + ([followup] if followup else [])
-    logger.info("screen %s for patient %s timed out: escalated at %s", row.id, row.patient_id,
-                turn.tier)
+    logger.info("screen %s timed out: escalated at %s", row.id, turn.tier)
     return turn.alert_message_ids + _tell_patient(session, row.patient_id, texts,
                                                   key=f"screen-timeout:{row.id}")
 

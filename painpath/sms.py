@@ -9,16 +9,18 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
-from painpath import consent, programs
+from painpath import consent, programs, unrouted
 from painpath.content import message
 from painpath.crisis import with_safety_numbers
 from painpath.db import new_session
-from painpath.messaging import send_sms
-from painpath.escalation import acknowledge, raise_flag
-from painpath.models import Clinician, Escalation, Message, Patient, utcnow
-from painpath.settings import get_settings
+from painpath.messaging import deliver_now, send_sms
+from painpath.escalation import acknowledge_by_sms, raise_flag
+from painpath.models import Clinician, Message, Patient, utcnow
 from painpath.phone import InvalidPhone, mask, normalize
+from painpath.senders import candidates, everyone, our_number
+from painpath.settings import get_settings
 
 logger = logging.getLogger(__name__)
 
@@ -34,63 +36,88 @@ class Routed:
     procedure: str | None = None  # the active enrolment's, for red-flag triage
 
 
-def find_patient_by_phone(session, phone: str) -> Patient | None:  # type: ignore[no-untyped-def]
-    """The patient with this number, preferring one with an active enrolment."""
-    rows = session.execute(
-        select(Patient).where(Patient.phone == phone).order_by(Patient.created_at.desc())
-    ).scalars().all()
-    for patient in rows:
-        if any(e.status == "active" for e in patient.enrollments):
-            return patient
-    return rows[0] if rows else None
+ACK = re.compile(r"^\s*ack(?:nowledge)?\s*#?\s*(\d{1,9})(?:\s+([A-Za-z0-9]{1,12}))?\s*$",
+                 re.IGNORECASE)
+_ACK_REPLIES = {None: "ack_confirmed", "unknown": "ack_unknown", "not_paged": "ack_refused",
+                "bad_code": "ack_refused"}
 
 
-ACK = re.compile(r"^\s*ack(?:nowledge)?\s*#?\s*(\d+)\s*$", re.IGNORECASE)
-
-
-def _clinician_ack(phone: str, text: str, message_sid: str | None) -> bool:
-    """`ACK <id>` from a clinician's registered number: acknowledge that alert.
-
-    Returns True when the message was a clinician's ACK (handled here)."""
+def _clinician_ack(phone: str, to: str | None, text: str, message_sid: str | None) -> bool:
+    """`ACK <id> <code>` from a clinician's registered number (painpath/escalation.py
+    decides whether it counts). Returns True when the message was a clinician's ACK
+    (handled here, whether accepted or not)."""
     m = ACK.match(text or "")
     if not m:
         return False
+    escalation_id = int(m.group(1))
     with new_session() as session, session.begin():
-        clinician = session.execute(select(Clinician).where(
-            Clinician.phone == phone, Clinician.active.is_(True))).scalars().first()
-        if clinician is None:
+        clinicians = list(session.execute(select(Clinician).where(
+            Clinician.phone == phone, Clinician.active.is_(True))
+            .order_by(Clinician.id)).scalars())
+        if not clinicians:
             return False  # not from a registered clinician number: not an ACK
-        escalation_id = int(m.group(1))
-        escalation = session.get(Escalation, escalation_id)
-        patient = session.get(Patient, escalation.patient_id) if escalation else None
-        session.add(Message(clinician_id=clinician.id, direction="in", channel="sms",
-                            to="painpath", from_=phone, body=text[:200], status="received",
-                            provider_sid=message_sid))
-        if patient is None or patient.clinic_id != clinician.clinic_id or \
-                escalation.status == "resolved":
-            reply = message("ack_unknown", id=escalation_id)
-        else:
-            acknowledge(session, escalation_id, clinician.id, via="sms")
-            link = f"{get_settings().web_base_url}/escalations/{escalation_id}"
-            reply = message("ack_confirmed", id=escalation_id, link=link)
-        clinician_id = clinician.id
-    send_sms(phone, reply, clinician_id=clinician_id)
-    logger.info("ACK %s by SMS from clinician %s", m.group(1), clinician_id)
+        outcome = acknowledge_by_sms(session, escalation_id, clinicians, phone, m.group(2))
+        clinician_id = outcome.clinician_id
+        session.add(Message(clinician_id=clinician_id, direction="in", channel="sms",
+                            to=to or "painpath", from_=phone, body=text[:200],
+                            status="received", provider_sid=message_sid))
+    if outcome.answer:
+        link = f"{get_settings().web_base_url}/escalations/{escalation_id}"
+        send_sms(phone, message(_ACK_REPLIES[outcome.refused], id=escalation_id, link=link),
+                 clinician_id=clinician_id)
+    if outcome.refused is None:
+        logger.info("ACK %s by SMS from clinician %s", escalation_id, clinician_id)
     return True
 
 
-def route_inbound(sender: str, text: str, message_sid: str | None, media: int = 0) -> Routed:
+def _apply_consent(session: Session, phone: str, keyword: str | None) -> None:
+    """STOP and START reach every patient record with this number, at every clinic:
+    the person asked for no more texts (or for texts again), whichever clinic's
+    number they happened to reply to."""
+    for patient in everyone(session, phone):
+        if keyword == "opt_out":
+            consent.record_opt_out(session, patient.id, source="keyword")
+        elif keyword == "opt_in":
+            consent.record_opt_in(session, patient.id, source="keyword")
+
+
+def _unrouted(session: Session, matches: list[Patient], keyword: str | None,
+              text: str) -> unrouted.Unrouted:
+    """A text matching patients at several clinics: no guess (painpath/unrouted.py)."""
+    if keyword in ("opt_out", "opt_in"):
+        return unrouted.Unrouted([])  # applied to every enrolment already
+    if keyword == "help":
+        return unrouted.Unrouted([unrouted.neutral_reply(matches)])
+    return unrouted.handle(session, matches, text)
+
+
+def _send_unrouted(phone: str, to: str | None, result: unrouted.Unrouted,
+                   message_sid: str | None) -> None:
+    """The sender's replies (from the number they texted), then the pages."""
+    for i, body in enumerate(result.replies):
+        send_sms(phone, body, from_=to,
+                 idempotency_key=f"unrouted:{message_sid}:{i}" if message_sid else None)
+    deliver_now(list(result.alert_message_ids))
+
+
+def route_inbound(sender: str, text: str, message_sid: str | None, media: int = 0,
+                  to: str | None = None) -> Routed:
     """Record an inbound SMS (with `media` pictures or other attachments, which
-    PainPath does not fetch) and decide what happens to it."""
+    PainPath does not fetch) sent to our number `to` (Twilio's `To`), and decide what
+    happens to it. The patient is found on the (To, From) pair (painpath/senders.py);
+    a text that still matches several clinics is not guessed (painpath/unrouted.py)."""
     try:
         phone = normalize(sender)
     except InvalidPhone:
         phone = sender
-    if _clinician_ack(phone, text, message_sid):
+    to = our_number(to)
+    if _clinician_ack(phone, to, text, message_sid):
         return Routed(None, None)
     keyword = consent.keyword(text)
+    result: unrouted.Unrouted | None = None
     with new_session() as session, session.begin():
-        patient = find_patient_by_phone(session, phone)
+        matches = candidates(session, phone, to)
+        patient = matches[0] if len(matches) == 1 else None
         if keyword == "opt_out" and patient is not None and consent.soft_opt_out(text) and \
                 programs.in_exercise(session, patient.id):
             keyword = None  # QUIT/CANCEL/END mid-exercise: leave the exercise, not every text
@@ -99,18 +126,19 @@ def route_inbound(sender: str, text: str, message_sid: str | None, media: int = 
             logger.info("duplicate inbound SMS %s ignored", message_sid)
             return Routed(None, None)
         session.add(Message(patient_id=patient.id if patient else None, direction="in",
-                            channel="sms", to="painpath", from_=phone, body=text[:4000],
+                            channel="sms", to=to or "painpath", from_=phone, body=text[:4000],
                             status="received", provider_sid=message_sid, idempotency_key=key))
+        _apply_consent(session, phone, keyword)
+        if len(matches) > 1:
+            logger.info("inbound SMS %s matches patients at %d clinics: not routed to any",
+                        message_sid, len(matches))
+            result = _unrouted(session, matches, keyword, text)
         wordless = patient is not None and keyword is None and not text.strip()
         if wordless and media:
             # most often a photo of the injection site or a wound: a task for a nurse
             raise_flag(session, patient.id, "routine", [PICTURE_NOTE], kind="picture")
-        if patient is None:
+        if not matches:
             logger.info("inbound SMS from unknown number %s", mask(phone))
-        elif keyword == "opt_out":
-            consent.record_opt_out(session, patient.id, source="keyword")
-        elif keyword == "opt_in":
-            consent.record_opt_in(session, patient.id, source="keyword")
         patient_id = patient.id if patient else None
         active = [e for e in patient.enrollments if e.status == "active"] if patient else []
         procedure = active[-1].procedure if active else None
@@ -118,10 +146,13 @@ def route_inbound(sender: str, text: str, message_sid: str | None, media: int = 
         clinic_name = clinic.name if clinic else ""
         clinic_phone = (clinic.phone or "your clinic") if clinic else ""
         emergency = (clinic.emergency_number or "911") if clinic else "911"
+    if result is not None:
+        _send_unrouted(phone, to, result, message_sid)
+        return Routed(None, None)
     if patient_id is None:
         if keyword != "opt_out":
-            send_sms(phone, message("unknown_sms_number"), idempotency_key=f"unknown:{message_sid}"
-                     if message_sid else None)
+            send_sms(phone, message("unknown_sms_number"), from_=to,
+                     idempotency_key=f"unknown:{message_sid}" if message_sid else None)
         return Routed(None, None)
     if keyword == "opt_out":
         # Twilio's own opt-out handling confirms and blocks further sends.

@@ -85,14 +85,16 @@ TOUCH_EVERY = timedelta(seconds=60)  # re-sign the cookie at most this often
 ROLES = ("nurse", "admin")
 ROLE_LABELS = {"nurse": "Nurse", "admin": "Clinic admin"}
 
-QUEUE_KINDS = ("red_flag", "missed_checkin", "picture", "mood_screen", "opted_out")
+QUEUE_KINDS = ("red_flag", "missed_checkin", "picture", "mood_screen", "opted_out",
+               "unrouted_sms")
 QUEUE_STATUSES = ("open", "acknowledged")
 TIER_ORDER = {"emergency": 0, "crisis": 1, "urgent": 2, "routine": 3}
 TIER_LABELS = {"emergency": "Emergency", "crisis": "Crisis", "urgent": "Urgent",
                "routine": "Routine"}
 KIND_LABELS = {"red_flag": "Red flag", "missed_checkin": "Missed check-in",
                "picture": "Picture sent", "mood_screen": "Mood screen (PHQ-2)",
-               "opted_out": "Opted out of monitoring"}
+               "opted_out": "Opted out of monitoring",
+               "unrouted_sms": "Text not matched to one clinic"}
 STATUS_LABELS = {"open": "Open", "acknowledged": "Acknowledged", "resolved": "Resolved",
                  "noted": "Noted"}
 OUTCOME_LABELS = {"called_patient": "Called the patient",

@@ -5,7 +5,8 @@ nothing processed otherwise), refuses bodies over 64 KB without buffering them
 (413), bad UTF-8 (400) and a signed request without a well-formed MessageSid
 (400), processes a MessageSid only once (a replayed signed request is answered
 and ignored; Twilio's retry of a webhook whose turn failed with a 500 runs that turn
-again), maps the phone number to the patient id (the conversation id), answers a
+again), maps the (To, From) pair to the patient id (the conversation id; a text that
+matches several clinics is not guessed: painpath/unrouted.py), answers a
 picture without words (PainPath shows no pictures) and makes it a nurse task,
 honours STOP/START/HELP before anything else, records every message, and sends
 replies with the real `twilio` client off the event loop.
@@ -143,7 +144,8 @@ class TwilioInput(InputChannel):
                     media = form.get("NumMedia", "0")
                     routed = await loop.run_in_executor(
                         None, sms.route_inbound, sender, text, sid,
-                        int(media) if media.isdigit() and len(media) < 4 else 0)
+                        int(media) if media.isdigit() and len(media) < 4 else 0,
+                        form.get("To"))  # signed: which clinic's number was texted
                 except IntegrityError:
                     # the same SID twice at once: the other request recorded (and handles) it
                     if await loop.run_in_executor(None, inbound_already_received, sid):

@@ -24,6 +24,9 @@ pytestmark = pytest.mark.stack
 NURSE = "+14155550166"
 PHONE = "+14155550161"
 E164 = re.compile(r"(?<![\w.])\+?1?[2-9]\d{2}[2-9]\d{6}(?![\w.])")  # a full NANP number, with or without +1
+# a tier, a red flag, a safety question, held outreach: never next to the patient id
+CLINICAL = re.compile(r"\b(emergency|crisis|urgent|routine|imminent|red[ _-]?flags?|tier"
+                      r"|screens?|safety question|held)\b", re.IGNORECASE)
 MIN_BODY_CHARS = 8  # shorter bodies ("no", "3") are not distinctive enough to grep for
 
 
@@ -92,6 +95,9 @@ def test_logs_hold_no_message_bodies_or_phone_numbers(stack: Any) -> None:
     anywhere = {f"{name}: {m.group(0)}" for name, content in logs.items()
                 for m in E164.finditer(content)}
     assert not anywhere, sorted(anywhere)
+    paired = [f"{name}: {line[:300]}" for name, content in logs.items()
+              for line in content.splitlines() if patient_id in line and CLINICAL.search(line)]
+    assert not paired, "\n".join(paired)
     # the logs are not simply empty: the processes did log the conversation's events
     assert "escalation" in logs["actions.log"] + logs["rasa.log"] + logs["web.log"]
 

@@ -23,7 +23,7 @@ class RecordingGateway:
         self.sent: list[tuple[str, str]] = []
         self.fail_first = fail_first
 
-    def send(self, to: str, body: str) -> SendResult:
+    def send(self, to: str, body: str, from_: str | None = None) -> SendResult:
         if self.fail_first:
             self.fail_first -= 1
             return SendResult(sid=None, status="failed", error="20500: boom", error_code=20500)
@@ -128,13 +128,16 @@ def test_ack_by_sms_only_from_a_registered_clinician_number(patient_id: str, gat
     route_inbound("+14155550999", f"ack {eid}", "SM-b")
     with new_session() as session:
         assert session.get(Escalation, eid).status == "open"
-    # the backup nurse from their registered number
-    assert route_inbound(BACKUP, f" ack #{eid} ", "SM-c").patient_id is None
+    # the paged nurse, from their registered number, with the alert's code
+    # (tests/security/test_ack.py: the code, and who may use it)
+    with new_session() as session:
+        code = session.get(Escalation, eid).ack_code
+    assert route_inbound(PRIMARY, f" ack #{eid} {code} ", "SM-c").patient_id is None
     with new_session() as session:
         esc = session.get(Escalation, eid)
         assert esc.status == "acknowledged"
-        assert session.get(Clinician, esc.acknowledged_by).phone == BACKUP
-    assert gateway.sent[-1][0] == BACKUP and f"Acknowledged alert #{eid}" in gateway.sent[-1][1]
+        assert session.get(Clinician, esc.acknowledged_by).phone == PRIMARY
+    assert gateway.sent[-1][0] == PRIMARY and f"Acknowledged alert #{eid}" in gateway.sent[-1][1]
 
 
 def test_ack_from_another_clinics_nurse_is_refused(patient_id: str, gateway) -> None:  # type: ignore[no-untyped-def]

@@ -612,7 +612,8 @@ def test_a_replayed_clinician_ack_is_processed_once(stack: Any,
 
     with new_session(stack.database_url) as session, session.begin():
         eid = raise_flag(session, pid, "urgent", ["test"], text="fever").escalation_id
-    params, signature = signed_params(stack, nurse, f"ACK {eid}")
+        code = session.get(Escalation, eid).ack_code  # paged to this nurse
+    params, signature = signed_params(stack, nurse, f"ACK {eid} {code}")
     sent_before = len(stack.twilio.sent_to(nurse))
     for _ in range(2):
         resp = httpx.post(stack.webhook_url, data=params, timeout=60,

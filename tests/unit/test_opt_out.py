@@ -81,7 +81,7 @@ def test_a_carrier_opt_out_reported_by_twilio_is_a_task_too(patient_id: str,
 
 def test_a_send_refused_with_21610_is_a_task(patient_id: str) -> None:
     class OptedOutCarrier:
-        def send(self, to: str, body: str) -> SendResult:
+        def send(self, to: str, body: str, from_: str | None = None) -> SendResult:
             return SendResult(sid=None, status="failed", error="21610: unsubscribed",
                               error_code=21610)
 
