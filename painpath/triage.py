@@ -624,8 +624,10 @@ class TriageEngine:
         if self.recall is not None:
             probs = self.recall.probabilities(norm, procedure)
             result = TriageResult(*combine_layers(result, probs, self.recall.thresholds, norm))
-        if result.screen is None and _RANK[result.tier] < _RANK["urgent"] and unreadable(text):
-            book = screen_book()  # never passed over unread: a note, and a screen
+        if _RANK[result.tier] < _RANK["urgent"] and unreadable(text):
+            # never passed over unread: a note, and a screen (the recall layer's guesses
+            # about a language it cannot read are noise)
+            book = screen_book()
             return TriageResult("routine", [book.unreadable_reason, *result.reasons],
                                 book.unreadable_screen)
         return result

@@ -220,7 +220,8 @@ def test_a_maybe_red_flag_matching_two_clinics_is_escalated_not_dropped(
     """A message that would get a safety question: none can be asked outside a
     conversation, so it is escalated as an unanswered one would be."""
     pa, pb = two_clinics
-    route_inbound(PHONE, "i feel weird in my legs", sid(), to=env.from_number)
+    # a language PainPath cannot read always gets a safety question (painpath/screens.py)
+    route_inbound(PHONE, "Chân tôi yếu quá, không đứng được", sid(), to=env.from_number)
     assert env.wait_for_count(NURSE_A, 1) and env.wait_for_count(NURSE_B, 1)
     for pid in (pa, pb):
         [flag] = tasks(pid, "red_flag")
