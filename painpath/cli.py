@@ -371,12 +371,15 @@ def cmd_seed_demo(args: argparse.Namespace) -> None:
 def cmd_scheduler(args: argparse.Namespace) -> None:
     from scheduler.service import run_forever
 
+    get_settings()  # a misconfigured process stops here, naming the variable
     logging.getLogger().setLevel(logging.INFO)
     run_forever(dispatch=args.dispatch, start_concurrency=args.start_concurrency)
 
 
 def cmd_dispatcher(args: argparse.Namespace) -> None:
     from painpath.dispatch import drain, run_workers
+
+    get_settings()  # a misconfigured process stops here, naming the variable
 
     logging.getLogger().setLevel(logging.INFO)
     if args.once:
