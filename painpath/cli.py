@@ -297,7 +297,12 @@ def cmd_patient_export(args: argparse.Namespace) -> None:
 
 
 def cmd_patient_delete(args: argparse.Namespace) -> None:
-    from painpath.privacy import PatientNotFound, configured_tracker_url, delete_patient
+    from painpath.privacy import (
+        PatientNotFound,
+        TrackerStoreUnavailable,
+        configured_tracker_url,
+        delete_patient,
+    )
 
     if not args.yes:
         raise CliError("this deletes the patient's data for good: add --yes to confirm")
@@ -305,6 +310,8 @@ def cmd_patient_delete(args: argparse.Namespace) -> None:
         result = delete_patient(args.id, via="cli", tracker_url=configured_tracker_url())
     except PatientNotFound:
         raise CliError(f"no patient {args.id!r}") from None
+    except TrackerStoreUnavailable as exc:
+        raise CliError(f"nothing deleted: {exc}") from None
     _emit(args, result.as_json(), f"patient {args.id}: {result.summary()} "
                                   f"(audit entry {result.audit_id})")
 

@@ -165,7 +165,7 @@ def _page(session: Session, escalation: Escalation, patient: Patient, level: int
     ids = []
     for phone, clinician_id in targets:
         msg = record_outbound(session, to=phone, body=alert_body(escalation, patient, level),
-                              clinician_id=clinician_id,
+                              clinician_id=clinician_id, escalation_id=escalation.id,
                               idempotency_key=f"alert:{escalation.id}:{level}:{phone}"
                               + (f":{tag}" if tag else ""))
         if msg is not None:

@@ -63,18 +63,20 @@ def _clinician_ack(phone: str, text: str, message_sid: str | None) -> bool:
         escalation_id = int(m.group(1))
         escalation = session.get(Escalation, escalation_id)
         patient = session.get(Patient, escalation.patient_id) if escalation else None
+        ours = patient is not None and patient.clinic_id == clinician.clinic_id
+        # linked to the escalation: deleted with the patient it is about
+        about = escalation_id if ours else None
         session.add(Message(clinician_id=clinician.id, direction="in", channel="sms",
                             to="painpath", from_=phone, body=text[:200], status="received",
-                            provider_sid=message_sid))
-        if patient is None or patient.clinic_id != clinician.clinic_id or \
-                escalation.status == "resolved":
+                            provider_sid=message_sid, escalation_id=about))
+        if not ours or escalation.status == "resolved":
             reply = message("ack_unknown", id=escalation_id)
         else:
             acknowledge(session, escalation_id, clinician.id, via="sms")
             link = f"{get_settings().web_base_url}/escalations/{escalation_id}"
             reply = message("ack_confirmed", id=escalation_id, link=link)
         clinician_id = clinician.id
-    send_sms(phone, reply, clinician_id=clinician_id)
+    send_sms(phone, reply, clinician_id=clinician_id, escalation_id=about)
     logger.info("ACK %s by SMS from clinician %s", m.group(1), clinician_id)
     return True
 

@@ -68,7 +68,13 @@ from painpath.models import (
     utcnow,
 )
 from painpath.phone import InvalidPhone, normalize
-from painpath.privacy import PatientNotFound, delete_patient, export_patient, tracker_store_url
+from painpath.privacy import (
+    PatientNotFound,
+    TrackerStoreUnavailable,
+    delete_patient,
+    export_patient,
+    tracker_store_url,
+)
 from painpath.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -1062,6 +1068,11 @@ def dashboard_router(settings: Settings) -> APIRouter:
                                       tracker_url=tracker_store_url(settings.rasa_endpoints))
         except PatientNotFound:
             return not_found(request, auth)
+        except TrackerStoreUnavailable as exc:
+            logger.error("patient deletion refused: %s", exc)
+            return patient_page(request, patient_id, status_code=503,
+                                error="Nothing was deleted: the assistant's conversation "
+                                      "store did not answer. Please try again later.")
         return finish(render(request, "dashboard/patient_deleted.html",
                              {"auth": auth, "deletion": deletion}), auth)
 
