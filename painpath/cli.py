@@ -319,7 +319,10 @@ def cmd_patient_delete(args: argparse.Namespace) -> None:
 def cmd_chat_link(args: argparse.Namespace) -> None:
     from painpath.weblink import chat_url
 
-    url = chat_url(args.patient)
+    try:
+        url = chat_url(args.patient)
+    except LookupError:
+        raise CliError(f"no patient {args.patient!r}") from None
     _emit(args, {"url": url}, url)
 
 

@@ -5,7 +5,7 @@ nothing is created at import time so that importing this module never reads
 the environment or opens a database.
 
 The patient web chat lives under ``/chat/{token}`` where ``token`` is a signed,
-expiring chat link (:mod:`painpath.weblink`). The page posts the patient's
+expiring, revocable chat link (:mod:`painpath.weblink`). The page posts the patient's
 messages here; they are stored and forwarded to Rasa's REST channel with the
 patient id as the conversation id (the same conversation as their SMS), and the
 bot's replies are stored and returned. The page also polls for new messages so
@@ -35,7 +35,7 @@ from painpath.logsafety import install_phone_redaction
 from painpath.models import Clinic, Enrollment, Message, Patient
 from painpath.settings import Settings, get_settings
 from painpath.webhook_auth import HEADER, sign_body
-from painpath.weblink import InvalidChatLink, verify_chat_token
+from painpath.weblink import InvalidChatLink, patient_for_token
 from web.dashboard import dashboard_router
 from web.limits import BodySizeLimit
 from web.twilio_status import status_router
@@ -67,6 +67,7 @@ CHAT_SECURITY_HEADERS = {
 LINK_ERRORS = {
     "invalid": (403, "This chat link is not valid."),
     "expired": (410, "This chat link has expired."),
+    "revoked": (410, "This chat link no longer works."),
 }
 
 
@@ -94,11 +95,14 @@ def _message_json(message: Message) -> dict[str, Any]:
     }
 
 
-def _load_patient(database_url: str, patient_id: str) -> tuple[Patient, Clinic | None] | None:
-    with new_session(database_url) as session:
-        patient = session.get(Patient, patient_id)
-        if patient is None:
-            return None
+def _load_patient(settings: Settings, token: str) -> tuple[Patient, Clinic | None]:
+    """The patient whose current chat link `token` is, and their clinic.
+
+    Raises:
+        InvalidChatLink: a bad, expired or revoked link.
+    """
+    with new_session(settings.database_url) as session:
+        patient = patient_for_token(session, token, settings)
         clinic = session.get(Clinic, patient.clinic_id)
         session.expunge_all()
         return patient, clinic
@@ -213,11 +217,7 @@ def _chat_router(settings: Settings, templates: Jinja2Templates) -> APIRouter:
 
     async def resolve(token: str) -> tuple[Patient, Clinic | None]:
         """The patient behind `token` (InvalidChatLink otherwise)."""
-        patient_id = verify_chat_token(token, settings)
-        found = await run_in_threadpool(_load_patient, db_url, patient_id)
-        if found is None:  # a genuine link for a patient who no longer exists
-            raise InvalidChatLink("invalid")
-        return found
+        return await run_in_threadpool(_load_patient, settings, token)
 
     def link_error_json(exc: InvalidChatLink) -> JSONResponse:
         status, text = LINK_ERRORS[exc.reason]

@@ -30,7 +30,7 @@ from painpath.db import new_session
 from painpath.inbound import clean_text
 from painpath.models import Answer, CheckIn, Escalation, Message, Patient
 from painpath.settings import Settings, load_settings
-from painpath.weblink import make_chat_token
+from painpath.weblink import chat_url
 from tests.fakes.fake_twilio import sign
 from tests.unit.test_dashboard import PASSWORD, add_clinician, add_patient, csrf_of
 from tests.unit.test_web_chat import FakeRasa
@@ -94,7 +94,8 @@ def web(app_settings: Settings) -> Iterator[TestClient]:
 def chat(app_settings: Settings) -> tuple[str, str]:
     """(patient id, the messages URL of their chat link)."""
     pid = add_patient("test", "+14155550121", name="Wendy Web")
-    return pid, f"/chat/{make_chat_token(pid, app_settings)}/messages"
+    path = chat_url(pid, app_settings).removeprefix(app_settings.web_base_url)
+    return pid, f"{path}/messages"
 
 
 def stored_bodies(pid: str) -> list[str]:
