@@ -37,7 +37,7 @@ from painpath.settings import Settings, get_settings
 from painpath.webhook_auth import HEADER, sign_body
 from painpath.weblink import InvalidChatLink, patient_for_token
 from web.dashboard import dashboard_router
-from web.limits import BodySizeLimit
+from web.limits import ASGIApp, BodySizeLimit, Receive, Scope, Send
 from web.twilio_status import status_router
 
 logger = logging.getLogger(__name__)
@@ -307,6 +307,33 @@ def _chat_router(settings: Settings, templates: Jinja2Templates) -> APIRouter:
     return router
 
 
+HSTS_HEADER = (b"strict-transport-security", b"max-age=31536000; includeSubDomains")
+
+
+class StrictTransportSecurity:
+    """Add `Strict-Transport-Security` to every response served over https: when the
+    request came over https (uvicorn sets the scheme from X-Forwarded-Proto for a
+    trusted proxy) or the deployment's WEB_BASE_URL is https. A browser that once saw
+    it never again sends the session cookie or a chat link over plain http."""
+
+    def __init__(self, app: ASGIApp, always: bool) -> None:
+        self.app = app
+        self.always = always
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not (self.always or scope.get("scheme") == "https"):
+            await self.app(scope, receive, send)
+            return
+
+        async def with_hsts(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                headers = [h for h in message.get("headers", []) if h[0] != HSTS_HEADER[0]]
+                message = {**message, "headers": [*headers, HSTS_HEADER]}
+            await send(message)
+
+        await self.app(scope, receive, with_hsts)
+
+
 class _RedactChatTokens(logging.Filter):
     """Keep chat-link tokens out of the access log (a token is a credential)."""
 
@@ -339,6 +366,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     _install_access_log_redaction()
     install_phone_redaction()  # third-party error text can name a number
     app.add_middleware(BodySizeLimit)  # 413 before any route reads an oversized body
+    app.add_middleware(StrictTransportSecurity,
+                       always=settings.web_base_url.lower().startswith("https://"))
 
     @app.get("/healthz")
     def healthz() -> dict[str, bool]:
