@@ -60,7 +60,7 @@ test: install train chromium ## the whole test suite (SQLite, then the unit test
 	$(BIN)/pytest -q -p no:cacheprovider
 	$(MAKE) test-pg
 
-test-pg: install ## every database-backed unit test again, on PostgreSQL (127.0.0.1:5432/test), and the 3-worker dispatch test
+test-pg: install ## every database-backed unit and security test again, on PostgreSQL (127.0.0.1:5432/test), and the 3-worker dispatch test
 	PAINPATH_TEST_DATABASE_URL=$${PAINPATH_TEST_PG_URL:-postgresql://postgres@127.0.0.1:5432/test} \
 	  $(BIN)/pytest -q -p no:cacheprovider -m "not stack and not browser" tests/unit \
 	  tests/security tests/integration/test_dispatch_workers.py

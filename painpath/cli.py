@@ -304,7 +304,12 @@ def cmd_patient_export(args: argparse.Namespace) -> None:
 
 
 def cmd_patient_delete(args: argparse.Namespace) -> None:
-    from painpath.privacy import PatientNotFound, configured_tracker_url, delete_patient
+    from painpath.privacy import (
+        PatientNotFound,
+        TrackerStoreUnavailable,
+        configured_tracker_url,
+        delete_patient,
+    )
 
     if not args.yes:
         raise CliError("this deletes the patient's data for good: add --yes to confirm")
@@ -312,6 +317,8 @@ def cmd_patient_delete(args: argparse.Namespace) -> None:
         result = delete_patient(args.id, via="cli", tracker_url=configured_tracker_url())
     except PatientNotFound:
         raise CliError(f"no patient {args.id!r}") from None
+    except TrackerStoreUnavailable as exc:
+        raise CliError(f"nothing deleted: {exc}") from None
     _emit(args, result.as_json(), f"patient {args.id}: {result.summary()} "
                                   f"(audit entry {result.audit_id})")
 
@@ -319,7 +326,10 @@ def cmd_patient_delete(args: argparse.Namespace) -> None:
 def cmd_chat_link(args: argparse.Namespace) -> None:
     from painpath.weblink import chat_url
 
-    url = chat_url(args.patient)
+    try:
+        url = chat_url(args.patient)
+    except LookupError:
+        raise CliError(f"no patient {args.patient!r}") from None
     _emit(args, {"url": url}, url)
 
 
@@ -378,12 +388,15 @@ def cmd_seed_demo(args: argparse.Namespace) -> None:
 def cmd_scheduler(args: argparse.Namespace) -> None:
     from scheduler.service import run_forever
 
+    get_settings()  # a misconfigured process stops here, naming the variable
     logging.getLogger().setLevel(logging.INFO)
     run_forever(dispatch=args.dispatch, start_concurrency=args.start_concurrency)
 
 
 def cmd_dispatcher(args: argparse.Namespace) -> None:
     from painpath.dispatch import drain, run_workers
+
+    get_settings()  # a misconfigured process stops here, naming the variable
 
     logging.getLogger().setLevel(logging.INFO)
     if args.once:

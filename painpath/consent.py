@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from painpath.escalation import raise_flag
 from painpath.models import Consent, Patient
+from painpath.weblink import revoke_chat_links
 
 OPT_OUT = {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"}
 # Twilio's opt-out words that also mean "leave this exercise" to someone mid-exercise
@@ -53,6 +54,8 @@ def record_opt_out(session: Session, patient_id: str, source: str) -> None:
     from painpath.programs import pause_active
 
     patient = session.get(Patient, patient_id)
+    if patient is not None:
+        revoke_chat_links(session, patient_id)  # opted out of every channel's links too
     if patient is not None and not patient.sms_opted_out:
         patient.sms_opted_out = True
         session.add(Consent(patient_id=patient_id, kind="sms", event="opt_out", source=source))

@@ -185,6 +185,7 @@ def _page(session: Session, escalation: Escalation, patient: Patient, level: int
     for phone, clinician_id in targets:
         msg = record_outbound(session, to=phone, body=alert_body(escalation, patient, level),
                               clinician_id=clinician_id, clinic_id=clinic.id,
+                              escalation_id=escalation.id,
                               idempotency_key=f"{ALERT_KEY}{escalation.id}:{level}:{phone}"
                               + (f":{tag}" if tag else ""))
         if msg is not None:

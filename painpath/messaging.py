@@ -146,7 +146,7 @@ def record_outbound(session: Session, *, to: str, body: str, channel: str = "sms
                     patient_id: str | None = None, clinician_id: int | None = None,
                     idempotency_key: str | None = None, purpose: str | None = None,
                     not_before: datetime | None = None, clinic_id: int | None = None,
-                    from_: str | None = None) -> Message | None:
+                    from_: str | None = None, escalation_id: int | None = None) -> Message | None:
     """Write an outbound message as queued. Returns None when `idempotency_key`
     was already used (the message exists: never send it twice).
 
@@ -156,7 +156,9 @@ def record_outbound(session: Session, *, to: str, body: str, channel: str = "sms
 
     `purpose`: "outreach" for routine unprompted messages (held while an emergency or
     crisis escalation is open: painpath/outreach.py), "welcome"; None for replies and
-    alerts. `not_before`: no sender claims it earlier (the morning, after quiet hours)."""
+    alerts. `not_before`: no sender claims it earlier (the morning, after quiet hours).
+    `escalation_id`: the escalation an alert or ACK confirmation is about (deleting
+    the patient deletes it with the escalation)."""
     if idempotency_key is not None:
         seen = session.execute(
             select(Message.id).where(Message.idempotency_key == idempotency_key)
@@ -172,7 +174,7 @@ def record_outbound(session: Session, *, to: str, body: str, channel: str = "sms
     msg = Message(patient_id=patient_id, clinician_id=clinician_id, direction="out",
                   channel=channel, to=to, from_=sender,
                   body=body, status="queued", idempotency_key=idempotency_key,
-                  purpose=purpose, next_attempt_at=not_before)
+                  purpose=purpose, next_attempt_at=not_before, escalation_id=escalation_id)
     session.add(msg)
     try:
         session.flush()
@@ -212,7 +214,7 @@ def deliver_now(message_ids: list[int]) -> None:
 def send_sms(to: str, body: str, *, patient_id: str | None = None,
              clinician_id: int | None = None, idempotency_key: str | None = None,
              gateway: SmsGateway | None = None, database_url: str | None = None,
-             from_: str | None = None) -> Message | None:
+             from_: str | None = None, escalation_id: int | None = None) -> Message | None:
     """Record one SMS already claimed by this caller, then send it now (conversation
     replies, ACK confirmations). Returns None if the idempotency key was used."""
     from painpath.dispatch import LEASE_SECONDS, Claimed, deliver_claimed, new_token
@@ -221,7 +223,7 @@ def send_sms(to: str, body: str, *, patient_id: str | None = None,
     with new_session(database_url) as session, session.begin():
         msg = record_outbound(session, to=to, body=body, patient_id=patient_id,
                               clinician_id=clinician_id, idempotency_key=idempotency_key,
-                              from_=from_)
+                              from_=from_, escalation_id=escalation_id)
         if msg is None:
             return None
         token = new_token(f"inline:{os.getpid()}")

@@ -136,6 +136,9 @@ class Patient(Base):
     timezone = Column(String(64), nullable=False)
     channel = Column(String(8), nullable=False, default="sms")  # sms | web
     sms_opted_out = Column(Boolean, nullable=False, default=False)
+    # what the patient's web-chat links carry instead of the id (painpath/weblink.py);
+    # replaced to revoke every link sent before, None until the first link
+    chat_link_key = Column(String(32), nullable=True, unique=True, index=True)
     created_at = Column(UTCDateTime(), nullable=False, default=utcnow)
     clinic = relationship("Clinic")
     enrollments = relationship("Enrollment", back_populates="patient", order_by="Enrollment.id")
@@ -215,6 +218,9 @@ class Message(Base):
     # reminders, exercise prompts, summaries; held while an emergency or crisis is
     # open), "welcome" (at enrolment); None: a reply in a conversation or an alert
     purpose = Column(String(16), nullable=True)
+    # the escalation an alert page, a clinician's ACK or its confirmation is about
+    # (these name no patient id, yet are deleted with the patient through it)
+    escalation_id = Column(Integer, ForeignKey("escalation.id"), nullable=True, index=True)
     created_at = Column(UTCDateTime(), nullable=False, default=utcnow)
     updated_at = Column(UTCDateTime(), nullable=False, default=utcnow, onupdate=utcnow)
 

@@ -12,11 +12,23 @@ the number was matched to a patient (``patient_id`` empty) count as the
 patient's when they were to or from the patient's number and no other patient
 has that number.
 
+Alert pages, a clinician's ACK text and its confirmation carry no patient id but
+their escalation's (``message.escalation_id``), so they go with the escalation.
+
 The patient's Rasa conversation (the tracker, keyed by the patient id) is deleted
-too when the tracker store is SQL and its location is known (``RASA_ENDPOINTS``,
-default ``bot/endpoints.yml``). Rasa 3.6 has no API to delete a conversation, so
-this deletes the tracker's rows in its ``events`` table; for any other tracker
-store the audit entry says that the conversation was not reached.
+too when the tracker store is SQL — Rasa's ``SQL`` or PainPath's
+``ResilientSQLTrackerStore`` (the production one) — and its location is known
+(``RASA_ENDPOINTS``, default ``bot/endpoints.yml``; its ``${VAR}``s from this
+process's environment). Rasa 3.6 has no API to delete a conversation, so this
+deletes the tracker's rows in its ``events`` table. When such a store cannot be
+resolved or reached, :class:`TrackerStoreUnavailable` is raised and *nothing* is
+deleted: a deletion that left the conversation behind would look complete. For
+any other tracker store the audit entry says that the conversation was not reached.
+
+The kept audit entries then name no one: their patient id becomes a keyed
+pseudonym (:func:`audit_pseudonym`; whoever holds the id and the deployment's
+secret key can still find them) and the patient's id, number, name and procedure
+are cut out of their free text.
 
 Every export and every deletion writes one :class:`~painpath.models.AuditLog`
 row (``export_patient`` / ``delete_patient``) naming the clinician (None from
@@ -25,8 +37,10 @@ the CLI), the channel and counts of rows — never a name, number or message.
 from __future__ import annotations
 
 import base64
+import hmac
 import logging
 import os
+import re
 import threading
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
@@ -46,6 +60,7 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    update,
 )
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import SQLAlchemyError
@@ -53,7 +68,8 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from painpath.db import new_session
-from painpath.models import AuditLog, Patient, utcnow
+from painpath.models import AuditLog, Enrollment, Patient, utcnow
+from painpath.settings import get_settings
 
 logger = logging.getLogger(__name__)
 
@@ -67,10 +83,19 @@ IGNORED = frozenset({"alembic_version", "apscheduler_jobs", "events"})
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_ENDPOINTS = REPO_ROOT / "bot" / "endpoints.yml"
 TRACKER_TABLE = "events"
+# tracker store types whose conversations live in a SQL `events` table
+SQL_TRACKER_TYPES = frozenset({"sql", "bot.painpath_rasa.tracker_store.resilientsqltrackerstore"})
+PSEUDONYM_PREFIX = "gone:"
+REDACTED = "[deleted]"
 
 
 class PatientNotFound(LookupError):
     """No such patient (or not in the given clinic)."""
+
+
+class TrackerStoreUnavailable(RuntimeError):
+    """Rasa's SQL tracker store could not be resolved or reached: nothing was deleted
+    (the message says why; never a password)."""
 
 
 @dataclass
@@ -272,6 +297,9 @@ def tracker_store_url(endpoints: str | Path | None = None) -> URL | None:
 
     Relative SQLite paths are read from the repository root (where `make run`
     starts Rasa); ``${VAR}`` references are expanded as Rasa does.
+
+    Raises:
+        TrackerStoreUnavailable: a SQL store whose ``${VAR}`` is not set here.
     """
     path = Path(endpoints) if endpoints else DEFAULT_ENDPOINTS
     if not path.is_absolute():
@@ -282,12 +310,14 @@ def tracker_store_url(endpoints: str | Path | None = None) -> URL | None:
         logger.warning("Rasa endpoints file %s not readable", path.name)
         return None
     store = config.get("tracker_store") if isinstance(config, dict) else None
-    if not isinstance(store, dict) or str(store.get("type", "")).lower() != "sql":
+    if not isinstance(store, dict) or str(store.get("type", "")).lower() not in SQL_TRACKER_TYPES:
         return None
     store = {k: os.path.expandvars(str(v)) if v is not None else None for k, v in store.items()}
-    if any(v and "${" in v for v in store.values()):
-        logger.warning("Rasa tracker store settings in %s name unset variables", path.name)
-        return None
+    unset = sorted({m for v in store.values() if v for m in re.findall(r"\$\{(\w+)\}", v)})
+    if unset:
+        raise TrackerStoreUnavailable(
+            f"Rasa's tracker store in {path.name} needs {', '.join(unset)} in this "
+            "process's environment (the same values the Rasa servers have)")
     dialect = store.get("dialect") or "sqlite"
     db = store.get("db") or "rasa.db"
     if dialect.startswith("sqlite"):
@@ -306,15 +336,17 @@ def tracker_store_url(endpoints: str | Path | None = None) -> URL | None:
 
 def configured_tracker_url() -> URL | None:
     """The tracker store of the Rasa endpoints file in the settings (RASA_ENDPOINTS)."""
-    from painpath.settings import get_settings
-
     return tracker_store_url(get_settings().rasa_endpoints)
 
 
 def delete_tracker(url: URL | str | None, patient_id: str) -> tuple[int | None, str]:
     """Delete the Rasa conversation `patient_id` from a SQL tracker store.
 
-    Returns (events deleted or None when not reached, a note for the audit log)."""
+    Returns (events deleted or None when `url` is None, a note for the audit log).
+
+    Raises:
+        TrackerStoreUnavailable: the store did not answer (nothing deleted there).
+    """
     if url is None:
         return None, "not reached (the tracker store is not a SQL store PainPath knows): " \
                      "delete conversation in the tracker store by hand"
@@ -335,9 +367,52 @@ def delete_tracker(url: URL | str | None, patient_id: str) -> tuple[int | None, 
     except SQLAlchemyError as exc:
         logger.warning("Rasa tracker store not reached for patient %s: %s", patient_id,
                        type(exc).__name__)
-        return None, f"not reached ({type(exc).__name__}): delete the conversation by hand"
+        raise TrackerStoreUnavailable(
+            f"Rasa's tracker store did not answer ({type(exc).__name__}); nothing was "
+            "deleted: try again when it is back") from None
     finally:
         engine.dispose()
+
+
+def audit_pseudonym(patient_id: str) -> str:
+    """What a deleted patient's kept audit entries carry instead of their id: a keyed
+    hash (HMAC with the deployment's ``audit-pseudonym`` key), so that an auditor who
+    holds the id can still find them, and nobody can go from them back to the id."""
+    digest = hmac.new(get_settings().key_for("audit-pseudonym"), patient_id.encode(),
+                      "sha256").hexdigest()
+    return PSEUDONYM_PREFIX + digest[:24]
+
+
+def _identifiers(session: Session, patient: Patient) -> list[str]:
+    """The strings that name `patient` in free text: id, number (as stored and its
+    national digits), name and each longer part of it, procedures."""
+    procedures = session.execute(select(Enrollment.procedure).where(
+        Enrollment.patient_id == patient.id)).scalars().all()
+    found = {patient.id, patient.phone, patient.phone.lstrip("+"), *procedures}
+    if patient.phone.startswith("+1") and len(patient.phone) == 12:
+        found.add(patient.phone[2:])
+    if patient.name:
+        found.add(patient.name)
+        found.update(p for p in re.split(r"\W+", patient.name) if len(p) >= 3)
+    return sorted((f for f in found if f), key=len, reverse=True)
+
+
+def _scrub_audit(conn: Connection, patient: Patient, identifiers: list[str]) -> int:
+    """Pseudonymise the patient's kept audit entries and cut `identifiers` out of their
+    free text, and out of any other entry that names the patient's id or number.
+    Returns the entries changed."""
+    table = AuditLog.__table__
+    patient_id = patient.id
+    pattern = re.compile("|".join(re.escape(i) for i in identifiers), re.IGNORECASE)
+    mentions = or_(table.c.detail.contains(patient_id), table.c.detail.contains(patient.phone))
+    rows = conn.execute(select(table.c.id, table.c.patient_id, table.c.detail).where(
+        or_(table.c.patient_id == patient_id, mentions))).all()
+    pseudonym = audit_pseudonym(patient_id)
+    for row in rows:
+        conn.execute(update(table).where(table.c.id == row.id).values(
+            patient_id=pseudonym if row.patient_id == patient_id else row.patient_id,
+            detail=pattern.sub(REDACTED, row.detail) if row.detail else row.detail))
+    return len(rows)
 
 
 def delete_patient(patient_id: str, *, clinic_id: int | None = None,
@@ -349,10 +424,13 @@ def delete_patient(patient_id: str, *, clinic_id: int | None = None,
 
     The tracker goes first: if PainPath's own deletion then failed, the call can
     simply be repeated; the reverse order could leave a conversation nobody can
-    find any more.
+    find any more. The kept audit entries are pseudonymised in the same transaction
+    as the deletion (see the module docstring).
 
     Raises:
         PatientNotFound: no such patient in `clinic_id` (any clinic when None).
+        TrackerStoreUnavailable: Rasa's SQL tracker store did not answer; nothing
+            was deleted.
     """
     with new_session(database_url) as session:  # fail before touching the tracker
         _find(session, patient_id, clinic_id)
@@ -360,12 +438,14 @@ def delete_patient(patient_id: str, *, clinic_id: int | None = None,
     result.tracker_events, result.tracker_note = delete_tracker(tracker_url, patient_id)
     with new_session(database_url) as session, session.begin():
         patient = _find(session, patient_id, clinic_id, lock=True)
+        identifiers = _identifiers(session, patient)
         conn = session.connection()
         tables = [pt for pt in patient_tables(conn, patient) if pt.name not in RETAINED]
         for pt in reversed(tables):  # children first: their conditions read the parents
             result.rows[pt.name] = conn.execute(delete(pt.table).where(pt.where)).rowcount
         session.expunge(patient)
-        entry = _audit(session, "delete_patient", patient_id, clinician_id,
+        _scrub_audit(conn, patient, identifiers)
+        entry = _audit(session, "delete_patient", audit_pseudonym(patient_id), clinician_id,
                        f"{result.summary()}; via {via}")
         result.audit_id = entry.id
     logger.info("patient %s deleted via %s: %d rows, tracker %s (audit %s)", patient_id, via,

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from painpath import diary
 from painpath.content import ContentError, Procedure, get_content, procedure_from_spec
 from painpath.models import CheckIn, Clinic, Enrollment, Patient, Protocol
+from painpath.weblink import revoke_chat_links
 
 logger = logging.getLogger(__name__)
 
@@ -334,6 +335,7 @@ def reschedule_patient(session: Session, patient_id: str, procedure_at: datetime
         raise LookupError(f"patient {patient_id} has no active enrolment")
     if cancel:
         enrollment.status = "cancelled"
+        revoke_chat_links(session, patient_id)  # links sent so far stop working
         pending = session.execute(select(CheckIn).where(
             CheckIn.enrollment_id == enrollment.id,
             CheckIn.status.in_(("scheduled", "starting", "in_progress", "paused")))).scalars()

@@ -7,15 +7,19 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import os
 import secrets
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SQLITE = f"sqlite:///{REPO_ROOT / 'var' / 'painpath.db'}"
+DEFAULT_PUBLIC_BASE_URL = "http://127.0.0.1:5005"
+DEFAULT_WEB_BASE_URL = "http://127.0.0.1:8000"
+LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
 
 
 class ConfigError(RuntimeError):
@@ -40,9 +44,8 @@ class Settings:
     # Rasa's endpoints file (its tracker store is where a deleted patient's
     # conversation is removed); relative paths are read from the repository root
     rasa_endpoints: str = "bot/endpoints.yml"
-
-    # Rasa's lock store on Redis (REDIS_HOST, …: the Rasa servers of a production
-    # deployment); the web-chat channel keeps its nonces there too. None: in memory.
+    # Redis (REDIS_URL, or REDIS_HOST, …: the Rasa servers' lock store in production):
+    # the web-chat channel's nonces and the login throttle's counts. None: in memory.
     redis_url: str | None = None
     # Where the action server listens (ACTION_SERVER_INTERFACE): loopback unless told.
     action_server_interface: str = "127.0.0.1"
@@ -86,13 +89,65 @@ def _env(name: str, default: str | None = None) -> str | None:
     return value.strip()
 
 
+def is_loopback(url: str) -> bool:
+    """True when `url` names this machine (127.0.0.0/8, ::1, localhost)."""
+    host = (urlsplit(url).hostname or "").lower()
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _base_url(name: str, default: str, required: bool) -> str:
+    """A base URL from the environment: https unless it is on loopback.
+
+    Raises:
+        ConfigError: naming `name` when it is required and unset, not an
+            absolute http(s) URL, or plain http to another machine (Twilio's
+            signature, session cookies and chat links all travel over it).
+    """
+    value = _env(name)
+    if value is None:
+        if required:
+            raise ConfigError(
+                f"{name} is not set: with Twilio configured it must be the public https "
+                f"address this deployment is reached at (see .env.example)")
+        return default
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"{name}={value!r} is not an absolute http(s) URL")
+    if parts.scheme != "https" and not is_loopback(value):
+        raise ConfigError(f"{name}={value!r} must use https (plain http only on loopback)")
+    return value.rstrip("/")
+
+
+def _redis_url() -> str | None:
+    """REDIS_URL, else one built from REDIS_HOST / REDIS_PORT / REDIS_PASSWORD /
+    REDIS_LOCK_DB (the variables the production Rasa lock store reads); None when
+    neither is set."""
+    url = _env("REDIS_URL")
+    if url:
+        return url
+    host = _env("REDIS_HOST")
+    if not host:
+        return None
+    password = _env("REDIS_PASSWORD")
+    auth = f":{quote(password, safe='')}@" if password else ""
+    return f"redis://{auth}{host}:{_env('REDIS_PORT', '6379')}/{_env('REDIS_LOCK_DB', '0')}"
+
+
 def load_settings() -> Settings:
     """Build settings from the environment.
 
     Raises:
         ConfigError: when Twilio is half configured (an auth token without an
             account SID, …) — a silent fallback to the console gateway would
-            drop a clinic's real messages.
+            drop a clinic's real messages; when Twilio is configured but
+            PUBLIC_BASE_URL or WEB_BASE_URL is not (every webhook would fail its
+            signature and status callbacks would go to Rasa's port); when a base
+            URL to another machine is not https.
     """
     sid = _env("TWILIO_ACCOUNT_SID")
     token = _env("TWILIO_AUTH_TOKEN")
@@ -102,13 +157,15 @@ def load_settings() -> Settings:
     if given and len(given) != 3:
         missing = {"TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_FROM_NUMBER"} - set(given)
         raise ConfigError(f"Twilio is partly configured: set {', '.join(sorted(missing))} too")
+    twilio = bool(given)
+    public_base = _base_url("PUBLIC_BASE_URL", DEFAULT_PUBLIC_BASE_URL, required=twilio)
+    web_base = _base_url("WEB_BASE_URL", DEFAULT_WEB_BASE_URL, required=twilio)
     secret = _env("PAINPATH_SECRET_KEY") or read_secret_file(REPO_ROOT / "var" / "secret_key")
-    web_base = _env("WEB_BASE_URL", "http://127.0.0.1:8000")
     return Settings(
         database_url=_env("DATABASE_URL", DEFAULT_SQLITE),
         rasa_url=_env("RASA_URL", "http://127.0.0.1:5005").rstrip("/"),
-        public_base_url=_env("PUBLIC_BASE_URL", "http://127.0.0.1:5005").rstrip("/"),
-        web_base_url=web_base.rstrip("/"),
+        public_base_url=public_base,
+        web_base_url=web_base,
         twilio_account_sid=sid,
         twilio_auth_token=token,
         twilio_from_number=from_number,
@@ -152,17 +209,6 @@ def _create_secret_file(path: Path) -> None:
         pass
     finally:
         draft.unlink(missing_ok=True)
-
-
-def _redis_url() -> str | None:
-    """Redis as the Rasa servers' endpoints file names it (REDIS_HOST, REDIS_PORT,
-    REDIS_PASSWORD, REDIS_LOCK_DB), or None when REDIS_HOST is not set."""
-    host = _env("REDIS_HOST")
-    if host is None:
-        return None
-    password = _env("REDIS_PASSWORD")
-    auth = f":{quote(password, safe='')}@" if password else ""
-    return f"redis://{auth}{host}:{_env('REDIS_PORT', '6379')}/{_env('REDIS_LOCK_DB', '0')}"
 
 
 @lru_cache(maxsize=1)

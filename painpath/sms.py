@@ -17,7 +17,7 @@ from painpath.crisis import with_safety_numbers
 from painpath.db import new_session
 from painpath.messaging import deliver_now, send_sms
 from painpath.escalation import acknowledge_by_sms, raise_flag
-from painpath.models import Clinician, Message, Patient, utcnow
+from painpath.models import Clinician, Escalation, Message, Patient, utcnow
 from painpath.phone import InvalidPhone, mask, normalize
 from painpath.senders import candidates, everyone, our_number
 from painpath.settings import get_settings
@@ -56,15 +56,17 @@ def _clinician_ack(phone: str, to: str | None, text: str, message_sid: str | Non
             .order_by(Clinician.id)).scalars())
         if not clinicians:
             return False  # not from a registered clinician number: not an ACK
+        # linked to the escalation it names: deleted with the patient it is about
+        about = escalation_id if session.get(Escalation, escalation_id) is not None else None
         outcome = acknowledge_by_sms(session, escalation_id, clinicians, phone, m.group(2))
         clinician_id = outcome.clinician_id
         session.add(Message(clinician_id=clinician_id, direction="in", channel="sms",
                             to=to or "painpath", from_=phone, body=text[:200],
-                            status="received", provider_sid=message_sid))
+                            status="received", provider_sid=message_sid, escalation_id=about))
     if outcome.answer:
         link = f"{get_settings().web_base_url}/escalations/{escalation_id}"
         send_sms(phone, message(_ACK_REPLIES[outcome.refused], id=escalation_id, link=link),
-                 clinician_id=clinician_id)
+                 clinician_id=clinician_id, escalation_id=about)
     if outcome.refused is None:
         logger.info("ACK %s by SMS from clinician %s", escalation_id, clinician_id)
     return True

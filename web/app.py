@@ -5,7 +5,7 @@ nothing is created at import time so that importing this module never reads
 the environment or opens a database.
 
 The patient web chat lives under ``/chat/{token}`` where ``token`` is a signed,
-expiring chat link (:mod:`painpath.weblink`). The page posts the patient's
+expiring, revocable chat link (:mod:`painpath.weblink`). The page posts the patient's
 messages here; they are stored and forwarded to Rasa's REST channel with the
 patient id as the conversation id (the same conversation as their SMS), and the
 bot's replies are stored and returned. The page also polls for new messages so
@@ -36,9 +36,9 @@ from painpath.models import Clinic, Enrollment, Message, Patient
 from painpath.settings import Settings, get_settings
 from painpath.webhook_auth import PURPOSE as WEB_TO_RASA
 from painpath.webhook_auth import signed_headers
-from painpath.weblink import InvalidChatLink, verify_chat_token
+from painpath.weblink import InvalidChatLink, patient_for_token
 from web.dashboard import dashboard_router
-from web.limits import BodySizeLimit
+from web.limits import ASGIApp, BodySizeLimit, Receive, Scope, Send
 from web.twilio_status import status_router
 
 logger = logging.getLogger(__name__)
@@ -68,6 +68,7 @@ CHAT_SECURITY_HEADERS = {
 LINK_ERRORS = {
     "invalid": (403, "This chat link is not valid."),
     "expired": (410, "This chat link has expired."),
+    "revoked": (410, "This chat link no longer works."),
 }
 
 
@@ -95,11 +96,14 @@ def _message_json(message: Message) -> dict[str, Any]:
     }
 
 
-def _load_patient(database_url: str, patient_id: str) -> tuple[Patient, Clinic | None] | None:
-    with new_session(database_url) as session:
-        patient = session.get(Patient, patient_id)
-        if patient is None:
-            return None
+def _load_patient(settings: Settings, token: str) -> tuple[Patient, Clinic | None]:
+    """The patient whose current chat link `token` is, and their clinic.
+
+    Raises:
+        InvalidChatLink: a bad, expired or revoked link.
+    """
+    with new_session(settings.database_url) as session:
+        patient = patient_for_token(session, token, settings)
         clinic = session.get(Clinic, patient.clinic_id)
         session.expunge_all()
         return patient, clinic
@@ -215,11 +219,7 @@ def _chat_router(settings: Settings, templates: Jinja2Templates) -> APIRouter:
 
     async def resolve(token: str) -> tuple[Patient, Clinic | None]:
         """The patient behind `token` (InvalidChatLink otherwise)."""
-        patient_id = verify_chat_token(token, settings)
-        found = await run_in_threadpool(_load_patient, db_url, patient_id)
-        if found is None:  # a genuine link for a patient who no longer exists
-            raise InvalidChatLink("invalid")
-        return found
+        return await run_in_threadpool(_load_patient, settings, token)
 
     def link_error_json(exc: InvalidChatLink) -> JSONResponse:
         status, text = LINK_ERRORS[exc.reason]
@@ -309,6 +309,33 @@ def _chat_router(settings: Settings, templates: Jinja2Templates) -> APIRouter:
     return router
 
 
+HSTS_HEADER = (b"strict-transport-security", b"max-age=31536000; includeSubDomains")
+
+
+class StrictTransportSecurity:
+    """Add `Strict-Transport-Security` to every response served over https: when the
+    request came over https (uvicorn sets the scheme from X-Forwarded-Proto for a
+    trusted proxy) or the deployment's WEB_BASE_URL is https. A browser that once saw
+    it never again sends the session cookie or a chat link over plain http."""
+
+    def __init__(self, app: ASGIApp, always: bool) -> None:
+        self.app = app
+        self.always = always
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not (self.always or scope.get("scheme") == "https"):
+            await self.app(scope, receive, send)
+            return
+
+        async def with_hsts(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                headers = [h for h in message.get("headers", []) if h[0] != HSTS_HEADER[0]]
+                message = {**message, "headers": [*headers, HSTS_HEADER]}
+            await send(message)
+
+        await self.app(scope, receive, with_hsts)
+
+
 class _RedactChatTokens(logging.Filter):
     """Keep chat-link tokens out of the access log (a token is a credential)."""
 
@@ -341,6 +368,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     _install_access_log_redaction()
     install_phone_redaction()  # third-party error text can name a number
     app.add_middleware(BodySizeLimit)  # 413 before any route reads an oversized body
+    app.add_middleware(StrictTransportSecurity,
+                       always=settings.web_base_url.lower().startswith("https://"))
 
     @app.get("/healthz")
     def healthz() -> dict[str, bool]:

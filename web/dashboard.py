@@ -21,10 +21,9 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 import re
 import secrets
-import threading
-import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -68,8 +67,15 @@ from painpath.models import (
     utcnow,
 )
 from painpath.phone import InvalidPhone, normalize
-from painpath.privacy import PatientNotFound, delete_patient, export_patient, tracker_store_url
+from painpath.privacy import (
+    PatientNotFound,
+    TrackerStoreUnavailable,
+    delete_patient,
+    export_patient,
+    tracker_store_url,
+)
 from painpath.settings import Settings
+from web.throttle import LoginThrottle, throttle_for  # noqa: F401  (LoginThrottle: tests)
 
 logger = logging.getLogger(__name__)
 
@@ -106,7 +112,8 @@ NOTE_MAX_CHARS = 4000
 POLL_SECONDS = 5
 
 LOGIN_FAILED = "Wrong username or password."
-LOGIN_LOCKED = "Too many failed sign-ins. Please wait a few minutes and try again."
+LOGIN_LOCKED = "Too many failed sign-ins from this computer. Please wait {seconds} seconds " \
+               "and try again."
 
 SECURITY_HEADERS = {
     "Cache-Control": "no-store",
@@ -131,83 +138,6 @@ def _now() -> datetime:
 
 def _digest(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()[:16]
-
-
-# --------------------------------------------------------------------------- #
-# Login throttling
-# --------------------------------------------------------------------------- #
-
-
-class LoginThrottle:
-    """Counts failed sign-ins per username and per client address (in this process).
-
-    After `limit` failures within `window` the key is locked for `lock_for`; the
-    lock applies whether or not the username exists, so it reveals nothing. The
-    per-address limit stops one client from spraying many usernames (each below
-    its own limit); a locked request is refused before any password is hashed.
-    At most `max_keys` keys are tracked: stale ones are pruned first, so a flood
-    of made-up usernames cannot grow the process without bound.
-    """
-
-    def __init__(self, limit: int = 10, ip_limit: int = 30,
-                 window: timedelta = timedelta(minutes=15),
-                 lock_for: timedelta = timedelta(minutes=5),
-                 max_keys: int = 50_000) -> None:
-        self.limit, self.ip_limit = limit, ip_limit
-        self.window, self.lock_for = window.total_seconds(), lock_for.total_seconds()
-        self.max_keys = max_keys
-        self._fails: dict[str, list[float]] = {}
-        self._locked: dict[str, float] = {}
-        self._lock = threading.Lock()
-
-    def _prune(self, now: float) -> None:
-        """Forget expired locks and failures outside the window; if that is not
-        enough (a flood from many addresses), the oldest counts and the locks
-        closest to their end, keeping each table within half of `max_keys`."""
-        self._locked = {k: t for k, t in self._locked.items() if t > now}
-        self._fails = {k: f for k, f in self._fails.items()
-                       if f and now - f[-1] < self.window}
-        budget = self.max_keys // 2
-        excess = len(self._fails) - budget
-        if excess > 0:
-            for key, _ in sorted(self._fails.items(), key=lambda kv: kv[1][-1])[:excess]:
-                del self._fails[key]
-        excess = len(self._locked) - budget
-        if excess > 0:
-            for key, _ in sorted(self._locked.items(), key=lambda kv: kv[1])[:excess]:
-                del self._locked[key]
-
-    def _keys(self, username: str, ip: str) -> list[tuple[str, int]]:
-        return [("u:" + username.strip().lower(), self.limit), ("ip:" + ip, self.ip_limit)]
-
-    def locked(self, username: str, ip: str) -> bool:
-        now = time.monotonic()
-        with self._lock:
-            return any(self._locked.get(k, 0) > now for k, _ in self._keys(username, ip))
-
-    def failed(self, username: str, ip: str) -> None:
-        now = time.monotonic()
-        with self._lock:
-            for key, limit in self._keys(username, ip):
-                fails = [t for t in self._fails.get(key, []) if now - t < self.window]
-                fails.append(now)
-                if len(fails) >= limit:
-                    self._locked[key] = now + self.lock_for
-                    fails = []
-                self._fails[key] = fails
-            if len(self._fails) + len(self._locked) > self.max_keys:
-                self._prune(now)
-
-    def tracked(self) -> int:
-        """How many keys are held (for tests and monitoring)."""
-        with self._lock:
-            return len(self._fails) + len(self._locked)
-
-    def succeeded(self, username: str) -> None:
-        with self._lock:
-            key = "u:" + username.strip().lower()
-            self._fails.pop(key, None)
-            self._locked.pop(key, None)
 
 
 # --------------------------------------------------------------------------- #
@@ -727,7 +657,7 @@ def dashboard_router(settings: Settings) -> APIRouter:
     # keys of their own (settings.key_for): nothing signed for another purpose passes
     serializer = URLSafeTimedSerializer(settings.key_for("session"), salt=SESSION_SALT)
     login_serializer = URLSafeTimedSerializer(settings.key_for("login"), salt=LOGIN_SALT)
-    throttle = LoginThrottle()
+    throttle = throttle_for(settings.redis_url)
     templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
     router.throttle = throttle  # type: ignore[attr-defined]  # tests reach it
 
@@ -858,9 +788,14 @@ def dashboard_router(settings: Settings) -> APIRouter:
             return forbidden(request, None)
         ip = request.client.host if request.client else "unknown"
         username = clean_text(username).strip()[:100]  # no NUL (PostgreSQL refuses it)
-        if throttle.locked(username, ip):
-            logger.warning("dashboard login refused: too many failures")
-            return login_page(request, next_url, LOGIN_LOCKED, username, status_code=429)
+        wait = throttle.wait_seconds(username, ip)
+        if wait > 0:  # refused before any password is hashed
+            logger.warning("dashboard login refused: too many failures from this client")
+            seconds = math.ceil(wait)
+            page = login_page(request, next_url, LOGIN_LOCKED.format(seconds=seconds),
+                              username, status_code=429)
+            page.headers["Retry-After"] = str(seconds)
+            return page
         with new_session(db_url) as session, session.begin():
             clinician = session.execute(
                 select(Clinician).where(Clinician.username == username)
@@ -884,7 +819,7 @@ def dashboard_router(settings: Settings) -> APIRouter:
                         "f": _fingerprint(clinician.password_hash)}
         if not ok:
             return login_page(request, next_url, LOGIN_FAILED, username, status_code=401)
-        throttle.succeeded(username)
+        throttle.succeeded(username, ip)
         response = RedirectResponse(next_url, status_code=303)
         set_session(response, data)
         response.delete_cookie(LOGIN_COOKIE, path="/login")
@@ -1065,6 +1000,11 @@ def dashboard_router(settings: Settings) -> APIRouter:
                                       tracker_url=tracker_store_url(settings.rasa_endpoints))
         except PatientNotFound:
             return not_found(request, auth)
+        except TrackerStoreUnavailable as exc:
+            logger.error("patient deletion refused: %s", exc)
+            return patient_page(request, patient_id, status_code=503,
+                                error="Nothing was deleted: the assistant's conversation "
+                                      "store did not answer. Please try again later.")
         return finish(render(request, "dashboard/patient_deleted.html",
                              {"auth": auth, "deletion": deletion}), auth)
 

@@ -273,8 +273,9 @@ def enroll_routes(router: APIRouter, kit: DashboardKit) -> None:
                     session.rollback()
                 else:
                     patient_id = patient.id
+                    # no procedure here: the audit log outlives a deletion
                     kit.audit(session, auth, "enroll", patient_id,
-                              f"{req.procedure}; diary consent "
+                              "diary consent "
                               f"{'yes' if req.diary_consent else 'no'}"
                               f"{', night too' if req.diary_night_consent else ''}")
         if errors:

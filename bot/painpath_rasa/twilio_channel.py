@@ -86,6 +86,10 @@ class TwilioInput(InputChannel):
 
     @classmethod
     def from_credentials(cls, credentials: Optional[Dict[Text, Any]]) -> InputChannel:
+        """Read the settings now, so that a Rasa server whose webhooks could never pass
+        their signature check (PUBLIC_BASE_URL unset, …) refuses to start (ConfigError
+        names the variable) instead of answering every real SMS with 403."""
+        get_settings()
         return cls()
 
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:

@@ -178,8 +178,12 @@ class FakeTwilio:
         return f"http://127.0.0.1:{self._server.server_address[1]}"
 
     def env(self) -> dict[str, str]:
+        """Twilio's variables for a PainPath process, with the two base URLs that a
+        process with Twilio configured refuses to start without (loopback placeholders:
+        a test that receives webhooks or follows links sets its own after these)."""
         return {"TWILIO_ACCOUNT_SID": self.account_sid, "TWILIO_AUTH_TOKEN": self.auth_token,
-                "TWILIO_FROM_NUMBER": self.from_number, "TWILIO_API_BASE": self.url}
+                "TWILIO_FROM_NUMBER": self.from_number, "TWILIO_API_BASE": self.url,
+                "PUBLIC_BASE_URL": "http://127.0.0.1:9", "WEB_BASE_URL": "http://127.0.0.1:9"}
 
     # --- inspection ---------------------------------------------------------------------------
     def sent_to(self, number: str) -> list[SentSms]:

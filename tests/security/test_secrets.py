@@ -31,7 +31,7 @@ from bot.painpath_rasa.serve import rasa_argv
 from painpath import webhook_auth
 from painpath.nonces import MemoryNonces, RedisNonces
 from painpath.settings import Settings, load_settings, read_secret_file
-from painpath.weblink import InvalidChatLink, make_chat_token, verify_chat_token
+from painpath.weblink import InvalidChatLink, sign_link_key, verify_chat_token
 
 PURPOSES = ("session", "chat-link", "rasa-jwt", "action-server", "web-rasa")
 
@@ -63,7 +63,7 @@ def test_a_chat_link_signed_with_the_raw_secret_is_refused(database_url: str) ->
     forged = URLSafeTimedSerializer(settings.secret_key, salt="chat-link").dumps("patient-1")
     with pytest.raises(InvalidChatLink):
         verify_chat_token(forged, settings)
-    assert verify_chat_token(make_chat_token("patient-1", settings), settings) == "patient-1"
+    assert verify_chat_token(sign_link_key("patient-1", settings), settings) == "patient-1"
 
 
 def test_a_new_secret_key_file_is_private(tmp_path: Path) -> None:

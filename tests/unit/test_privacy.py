@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import MetaData, func, select, text
+from sqlalchemy import MetaData, func, or_, select, text
 
 from painpath import cli
 from painpath.db import get_engine, new_session
@@ -33,6 +33,8 @@ from painpath.models import (
 from painpath.privacy import (
     RETAINED,
     PatientNotFound,
+    TrackerStoreUnavailable,
+    audit_pseudonym,
     delete_patient,
     delete_tracker,
     export_patient,
@@ -92,8 +94,9 @@ def rows_of(pid: str) -> dict[str, int]:
             "checkin": select(func.count()).select_from(CheckIn).where(CheckIn.patient_id == pid),
             "answer": select(func.count()).select_from(Answer)
             .where(Answer.checkin_id.in_(checkins)),
+            # their own, and the alert pages about them (linked by the escalation)
             "message": select(func.count()).select_from(Message)
-            .where(Message.patient_id == pid),
+            .where(or_(Message.patient_id == pid, Message.escalation_id.in_(escalations))),
             "consent": select(func.count()).select_from(Consent).where(Consent.patient_id == pid),
             "escalation": select(func.count()).select_from(Escalation)
             .where(Escalation.patient_id == pid),
@@ -200,13 +203,17 @@ def test_delete_keeps_the_audit_log_and_adds_an_entry_without_phi(
                               ).scalar_one()
     delete_patient(pid, clinician_id=ada, via="dashboard")
     (entry,) = audit_rows("delete_patient")
-    assert entry.patient_id == pid and entry.clinician_id == ada
+    # the kept entries carry a keyed pseudonym, not the id (tests/security/test_deletion.py)
+    assert entry.patient_id == audit_pseudonym(pid) and entry.clinician_id == ada
     assert "patient 1" in entry.detail and "via dashboard" in entry.detail
     with new_session() as session:
         details = " ".join(a.detail or "" for a in session.execute(select(AuditLog)).scalars())
         kept = session.execute(select(func.count()).select_from(AuditLog).where(
-            AuditLog.patient_id == pid, AuditLog.action == "view_patient")).scalar_one()
-    assert kept == 1  # who saw the record before it was deleted
+            AuditLog.patient_id == audit_pseudonym(pid),
+            AuditLog.action == "view_patient")).scalar_one()
+        named = session.execute(select(func.count()).select_from(AuditLog).where(
+            AuditLog.patient_id == pid)).scalar_one()
+    assert kept == 1 and named == 0  # who saw the record before it was deleted
     for phi in (PAT_PHONE, PAT_NAME, PAT_WORDS, "numb"):
         assert phi not in details
 
@@ -288,8 +295,14 @@ def test_tracker_store_url_from_the_endpoints_file(tmp_path: Path) -> None:
     redis.write_text("tracker_store:\n  type: redis\n  url: localhost\n")
     assert tracker_store_url(redis) is None
     assert tracker_store_url(tmp_path / "missing.yml") is None
-    # the production file with its variables unset (this process is not Rasa)
-    assert tracker_store_url("bot/endpoints.production.yml") is None
+    # the production file with its variables unset here: refused, naming them
+    with pytest.raises(TrackerStoreUnavailable, match="TRACKER_DB_HOST"):
+        tracker_store_url("bot/endpoints.production.yml")
+    resilient = tmp_path / "resilient.yml"
+    resilient.write_text("tracker_store:\n  type: bot.painpath_rasa.tracker_store."
+                         "ResilientSQLTrackerStore\n  dialect: postgresql\n  url: db.internal\n"
+                         "  db: rasa\n")
+    assert tracker_store_url(resilient).host == "db.internal"  # PainPath's own SQL store
 
 
 def test_delete_removes_the_rasa_conversation_from_a_sql_tracker_store(
@@ -318,14 +331,16 @@ def test_delete_removes_the_rasa_conversation_from_a_sql_tracker_store(
     assert "rasa conversation: 2 events deleted" in entry.detail
 
 
-def test_an_unreachable_tracker_store_is_reported_not_fatal(two: tuple[str, str]) -> None:
+def test_an_unreachable_tracker_store_stops_the_deletion(two: tuple[str, str]) -> None:
+    """A deletion that left the conversation behind would look complete: nothing is
+    deleted, and the caller is told to try again."""
     pid, _ = two
-    events, note = delete_tracker("postgresql://nobody@127.0.0.1:1/none", pid)
-    assert events is None and "not reached" in note
-    result = delete_patient(pid, tracker_url="postgresql://nobody@127.0.0.1:1/none")
-    assert result.rows["patient"] == 1 and result.tracker_events is None
-    (entry,) = audit_rows("delete_patient")
-    assert "not reached" in entry.detail
+    with pytest.raises(TrackerStoreUnavailable, match="nothing was deleted"):
+        delete_tracker("postgresql://nobody@127.0.0.1:1/none", pid)
+    with pytest.raises(TrackerStoreUnavailable):
+        delete_patient(pid, tracker_url="postgresql://nobody@127.0.0.1:1/none")
+    assert rows_of(pid)["patient"] == 1
+    assert audit_rows("delete_patient") == []
 
 
 # ------------------------------------------------------------------------------ CLI

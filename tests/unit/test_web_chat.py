@@ -23,7 +23,7 @@ from painpath.models import Clinic, Clinician, Message, Patient
 from painpath.settings import Settings, load_settings
 from painpath.nonces import MemoryNonces
 from painpath.webhook_auth import PURPOSE, verify
-from painpath.weblink import make_chat_token
+from painpath.weblink import chat_token, sign_link_key
 from web.app import create_app
 
 PATIENT_ID = "0123456789abcdef"
@@ -122,7 +122,13 @@ def client(settings: Settings) -> Iterator[TestClient]:
 
 @pytest.fixture()
 def token(settings: Settings) -> str:
-    return make_chat_token(PATIENT_ID, settings)
+    return make_token(settings)
+
+
+def make_token(settings: Settings, patient_id: str = PATIENT_ID) -> str:
+    """The patient's chat token (their link key, signed now)."""
+    with new_session(settings.database_url) as s, s.begin():
+        return chat_token(s, patient_id, settings)
 
 
 def _messages(settings: Settings) -> list[Message]:
@@ -204,9 +210,9 @@ def test_tampered_link_cannot_post_or_poll(
     assert client.get(f"/chat/{bad}/messages?after=0").status_code == 403
 
 
-def test_link_for_unknown_patient_is_403(client: TestClient, settings: Settings) -> None:
-    r = client.get(f"/chat/{make_chat_token('no-such-patient', settings)}")
-    assert r.status_code == 403
+def test_a_signed_key_no_patient_holds_is_410(client: TestClient, settings: Settings) -> None:
+    r = client.get(f"/chat/{sign_link_key('no-such-key', settings)}")
+    assert r.status_code == 410 and "no longer works" in r.text
 
 
 def test_expired_link_is_410(
@@ -214,7 +220,7 @@ def test_expired_link_is_410(
 ) -> None:
     past = datetime.now(timezone.utc) - timedelta(hours=settings.chat_link_ttl_hours, minutes=5)
     with time_machine.travel(past, tick=False):
-        old = make_chat_token(PATIENT_ID, settings)
+        old = make_token(settings)
     page = client.get(f"/chat/{old}")
     assert page.status_code == 410
     assert "expired" in page.text

@@ -1,4 +1,5 @@
-"""Signed, expiring web-chat links (painpath.weblink)."""
+"""Signed, expiring web-chat links (painpath.weblink): the token layer. Revocation and
+the opaque payload: tests/security/test_chat_links.py."""
 from __future__ import annotations
 
 import dataclasses
@@ -7,8 +8,11 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import time_machine
 
+from painpath.models import Patient
 from painpath.settings import Settings, load_settings
-from painpath.weblink import InvalidChatLink, chat_url, make_chat_token, verify_chat_token
+from painpath.db import new_session
+from painpath.weblink import InvalidChatLink, chat_url, sign_link_key, verify_chat_token
+from tests.unit.test_dashboard import add_patient
 
 
 @pytest.fixture()
@@ -19,22 +23,41 @@ def settings(monkeypatch: pytest.MonkeyPatch) -> Settings:
     )
 
 
-def test_token_round_trips_to_the_patient_id(settings: Settings) -> None:
-    token = make_chat_token("a1b2c3d4e5f60718", settings)
+def test_token_round_trips_to_the_link_key(settings: Settings) -> None:
+    token = sign_link_key("a1b2c3d4e5f60718", settings)
     assert verify_chat_token(token, settings) == "a1b2c3d4e5f60718"
 
 
 def test_token_is_url_safe_and_does_not_show_other_patients(settings: Settings) -> None:
-    token = make_chat_token("patient-1", settings)
+    token = sign_link_key("patient-1", settings)
     assert all(c.isalnum() or c in "-_." for c in token)
-    assert verify_chat_token(make_chat_token("patient-2", settings), settings) == "patient-2"
+    assert verify_chat_token(sign_link_key("patient-2", settings), settings) == "patient-2"
 
 
-def test_chat_url_is_web_base_url_plus_token(settings: Settings) -> None:
-    url = chat_url("p-42", settings)
+def test_chat_url_is_web_base_url_plus_a_token_of_the_patients_key(
+        database_url: str, clinic: str, settings: Settings) -> None:
+    settings = dataclasses.replace(settings, database_url=database_url)
+    pid = add_patient(clinic, "+14155550171")
+    url = chat_url(pid, settings)
     prefix = "https://chat.example.test/chat/"
     assert url.startswith(prefix)
-    assert verify_chat_token(url[len(prefix):], settings) == "p-42"
+    with new_session() as session:
+        key = session.get(Patient, pid).chat_link_key
+    assert key and verify_chat_token(url[len(prefix):], settings) == key
+    assert chat_url(pid, settings).startswith(prefix)  # the same key while not revoked
+
+
+def test_chat_url_for_no_such_patient_is_refused(database_url: str, settings: Settings) -> None:
+    with pytest.raises(LookupError):
+        chat_url("no-such-patient", dataclasses.replace(settings, database_url=database_url))
+
+
+def test_the_link_key_is_signed_with_its_own_purpose_key(settings: Settings) -> None:
+    from itsdangerous import URLSafeTimedSerializer
+
+    token = URLSafeTimedSerializer(settings.secret_key, salt="chat-link").dumps("patient-1")
+    with pytest.raises(InvalidChatLink):  # the bare secret key no longer signs links
+        verify_chat_token(token, settings)
 
 
 @pytest.mark.parametrize("mangle", [
@@ -47,7 +70,7 @@ def test_chat_url_is_web_base_url_plus_token(settings: Settings) -> None:
     lambda t: "%%%.???.!!!",
 ])
 def test_tampered_token_is_invalid(settings: Settings, mangle) -> None:  # type: ignore[no-untyped-def]
-    token = make_chat_token("patient-1", settings)
+    token = sign_link_key("patient-1", settings)
     with pytest.raises(InvalidChatLink) as info:
         verify_chat_token(mangle(token), settings)
     assert info.value.reason == "invalid"
@@ -56,7 +79,7 @@ def test_tampered_token_is_invalid(settings: Settings, mangle) -> None:  # type:
 def test_token_from_another_key_is_invalid(settings: Settings) -> None:
     other = dataclasses.replace(settings, secret_key="some-other-deployment")
     with pytest.raises(InvalidChatLink) as info:
-        verify_chat_token(make_chat_token("patient-1", other), settings)
+        verify_chat_token(sign_link_key("patient-1", other), settings)
     assert info.value.reason == "invalid"
 
 
@@ -72,7 +95,7 @@ def test_token_signed_for_another_purpose_is_invalid(settings: Settings) -> None
 def test_token_expires_after_the_configured_ttl(settings: Settings) -> None:
     start = datetime(2024, 3, 1, 12, 0, tzinfo=timezone.utc)
     with time_machine.travel(start, tick=False):
-        token = make_chat_token("patient-1", settings)
+        token = sign_link_key("patient-1", settings)
     with time_machine.travel(start + timedelta(hours=71, minutes=59), tick=False):
         assert verify_chat_token(token, settings) == "patient-1"
     with time_machine.travel(start + timedelta(hours=72, seconds=2), tick=False):
@@ -85,7 +108,7 @@ def test_shorter_ttl_setting_is_honoured(settings: Settings) -> None:
     short = dataclasses.replace(settings, chat_link_ttl_hours=1)
     start = datetime(2024, 3, 1, 12, 0, tzinfo=timezone.utc)
     with time_machine.travel(start, tick=False):
-        token = make_chat_token("patient-1", short)
+        token = sign_link_key("patient-1", short)
     with time_machine.travel(start + timedelta(hours=2), tick=False):
         with pytest.raises(InvalidChatLink) as info:
             verify_chat_token(token, short)
@@ -93,6 +116,6 @@ def test_shorter_ttl_setting_is_honoured(settings: Settings) -> None:
     assert info.value.reason == "expired"
 
 
-def test_empty_patient_id_is_refused(settings: Settings) -> None:
+def test_empty_key_is_refused(settings: Settings) -> None:
     with pytest.raises(ValueError):
-        make_chat_token("", settings)
+        sign_link_key("", settings)
