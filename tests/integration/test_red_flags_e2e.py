@@ -66,7 +66,7 @@ def test_negations_do_not_escalate(stack) -> None:
 
 
 def test_someone_elses_emergency_over_sms_says_call_911_and_pages_nobody(stack) -> None:
-    phone = "+14155550146"
+    phone = "+14155550147"
     patient_id = enroll(stack, phone)
     pages_before = len(stack.twilio.sent_to(NURSE))
     replies = reply_to(stack, phone, "sorry, my husband is having chest pains right now, "
