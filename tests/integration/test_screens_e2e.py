@@ -29,7 +29,7 @@ NEURO = "Is the weakness or numbness new, or getting worse or spreading?"
 SCREENED = {
     "my legs feel weird": ("none", "neuro"),
     "my leg feels kind of funny since this morning": ("none", "neuro"),
-    "my hand feels strange": ("none", "neuro"),
+    "my arm feels strange": ("none", "neuro"),
     "honestly everyone would be better off if i was dead": ("crisis", "asq5"),
     "i feel like i cant go on like this": ("crisis", "asq5"),
     "I want to end my life tonight": ("crisis", "asq5"),
@@ -127,7 +127,7 @@ def _first_line(question: str, stack, patient_id: str) -> str:
 def test_silence_is_escalated_by_the_timeout_job(stack, screened) -> None:
     phone = "+14155550764"
     patient_id = enroll(stack, phone)
-    reply_to(stack, phone, "my hand feels strange")
+    reply_to(stack, phone, "my arm feels strange")
     with new_session(stack.database_url) as session:
         due = session.execute(select(SafetyScreen.due_at).where(
             SafetyScreen.patient_id == patient_id)).scalar_one()
