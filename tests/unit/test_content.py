@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from painpath.content import PROCEDURE_IDS, SMS_MAX_CHARS, get_content, get_messages, parse_offset
+from painpath.content import PROCEDURE_IDS, get_content, get_messages, parse_offset
+from painpath.sms_text import fits
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -34,9 +35,8 @@ def test_peg_at_weekly_checkpoints_only() -> None:
 
 def test_messages_fit_two_sms_segments() -> None:
     for q in get_content().questions.values():
-        assert len(q.text) <= SMS_MAX_CHARS and len(q.reask) <= SMS_MAX_CHARS
-        assert len(q.text_first or "") <= SMS_MAX_CHARS
-    assert all(len(m) <= SMS_MAX_CHARS for m in get_messages().values())
+        assert fits(q.text) and fits(q.reask) and fits(q.text_first or ""), q.id
+    assert all(fits(m) for m in get_messages().values())
 
 
 def test_follow_ups_are_safety_questions_asked_only_after_a_yes() -> None:
