@@ -10,9 +10,7 @@ from __future__ import annotations
 
 from painpath.content import message
 from painpath.models import Clinic
-from painpath.sms_text import segments, to_gsm
-
-TWO_SEGMENTS = 306  # GSM-7 characters in two concatenated SMS segments
+from painpath.sms_text import fits, overflow, to_gsm
 OUT_OF_HOURS_MAX = 160  # characters of a clinic's own out-of-hours instruction
 
 
@@ -51,7 +49,7 @@ def welcome_texts(clinic: Clinic) -> list[str]:
     values = {"clinic": clinic.name, "clinic_phone": clinic_phone(clinic),
               "emergency_number": emergency_number(clinic)}
     one = message("welcome", **values)
-    if segments(to_gsm(one)) <= 2:
+    if fits(one):
         return [one]
     return [message("welcome_intro", **values), message("welcome_safety", **values)]
 
@@ -73,8 +71,7 @@ def check_out_of_hours(text: str, clinic: Clinic) -> str | None:
     trial = Clinic(name=clinic.name, phone=clinic.phone, out_of_hours=text,
                    emergency_number=clinic.emergency_number)
     worded = to_gsm(urgent_reply(trial, None))
-    if segments(worded) > 2:
+    if not fits(worded):
         raise ValueError(f"the urgent reply with this instruction is {len(worded)} characters; "
-                         f"shorten it by {max(1, len(worded) - TWO_SEGMENTS)} to fit two text "
-                         "messages")
+                         f"shorten it by {max(1, overflow(worded))} to fit two text messages")
     return text

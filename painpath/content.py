@@ -14,8 +14,9 @@ from typing import Any
 
 import yaml
 
+from painpath.sms_text import fits
+
 CONTENT_DIR = Path(__file__).resolve().parent / "content"
-SMS_MAX_CHARS = 320  # two SMS segments
 KINDS = ("nrs", "percent", "pgic", "yesno", "worse_or_same", "phq")
 # Kinds whose answer is a yes/no: True ("yes", "worse") raises the question's flag.
 SAFETY_KINDS = ("yesno", "worse_or_same")
@@ -190,8 +191,9 @@ def _question(qid: str, q: dict[str, Any]) -> Question:
         if not q.get(key):
             raise ContentError(f"questions.yaml: {qid}: missing {key}")
     for key in ("text", "reask", "text_first"):
-        if len(q.get(key) or "") > SMS_MAX_CHARS:
-            raise ContentError(f"questions.yaml: {qid}: {key} longer than {SMS_MAX_CHARS}")
+        if not fits(q.get(key) or ""):
+            raise ContentError(f"questions.yaml: {qid}: {key} does not fit two SMS segments "
+                               "(306 GSM-7 characters, 134 otherwise)")
     if q["kind"] in SAFETY_KINDS and q.get("flag_tier") not in FLAG_TIERS:
         raise ContentError(f"questions.yaml: {qid}: a yes/no safety question needs flag_tier")
     if q.get("follow_up") and q["kind"] not in SAFETY_KINDS:
@@ -259,8 +261,9 @@ def get_messages() -> dict[str, str]:
     """The bot's own wording (messages.yaml), checked for SMS length."""
     data = _load_yaml("messages.yaml")
     for key, text in data.items():
-        if len(str(text)) > SMS_MAX_CHARS:
-            raise ContentError(f"messages.yaml: {key} longer than {SMS_MAX_CHARS}")
+        if not fits(str(text)):
+            raise ContentError(f"messages.yaml: {key} does not fit two SMS segments "
+                               "(306 GSM-7 characters, 134 otherwise)")
     return {k: str(v).strip() for k, v in data.items()}
 
 

@@ -29,11 +29,11 @@ from painpath.escalation import (
     page_again,
 )
 from painpath.models import Escalation, Patient, utcnow
+from painpath.sms_text import fits
 
 logger = logging.getLogger(__name__)
 
 OPEN_STATUSES = ("open", "acknowledged")
-SMS_TWO_SEGMENTS = 306  # GSM-7 characters in two concatenated SMS
 SAFETY_MARK = "988"  # a reply that names the crisis line already carries the numbers
 
 
@@ -135,7 +135,7 @@ def with_safety_numbers(session: Session, patient_id: str, texts: list[str]) -> 
     for text in texts:
         if SAFETY_MARK in text:
             out.append(text)
-        elif len(text) + 1 + len(numbers) <= SMS_TWO_SEGMENTS:
+        elif fits(f"{text} {numbers}"):  # two segments as sent, GSM-7 or UCS-2
             out.append(f"{text} {numbers}")
         else:
             out += [text, numbers]

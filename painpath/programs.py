@@ -13,7 +13,7 @@ import logging
 import re
 import string
 from dataclasses import dataclass, field
-from datetime import datetime, time, timedelta, timezone
+from datetime import date, datetime, time, timedelta, timezone
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable
@@ -40,11 +40,11 @@ from painpath.models import (
 )
 from painpath.ownership import exercise_of
 from painpath.parsing import parse_pain, parse_percent, parse_yes_no
+from painpath.sms_text import fit_echoes, fits
 
 logger = logging.getLogger(__name__)
 
 CONTENT = Path(__file__).parent / "content" / "exercises.yaml"
-SMS_MAX_CHARS = 320
 MAX_FAILURES = 2               # a step re-asked once, then left empty
 RESUMABLE_FOR = timedelta(days=7)
 OFFER_VALID_FOR = timedelta(hours=24)
@@ -77,6 +77,7 @@ class Step:
     hook: str | None = None
     only_if: dict[str, Any] | None = None
     allow_no: bool = False
+    restricted: str | None = None  # said instead while lifting/bending/twisting is ruled out
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,7 @@ class Programs:
     exit_words: dict[str, str]
     activities: dict[str, dict[str, Any]]
     restrictions: dict[str, dict[str, Any]]
+    strain_words: tuple[str, ...]
     treated_regions: dict[str, tuple[str, ...]]
     messages: dict[str, str]
 
@@ -120,10 +122,12 @@ HOOKS = ("start_pacing", "pacing_baseline", "pacing_report", "plan_activation_re
 
 
 def _check_len(where: str, text: str) -> None:
-    # placeholders are filled with short answers; 40 characters each is the budget
-    budget = len(_PLACEHOLDER.sub("x" * 12, text))
-    if budget > SMS_MAX_CHARS:
-        raise ProgramContentError(f"exercises.yaml: {where}: {budget} characters (max {SMS_MAX_CHARS})")
+    """Two SMS segments as sent, with 12 characters for each placeholder (a longer
+    echo of the patient's words is shortened when the message is filled)."""
+    sample = _PLACEHOLDER.sub("x" * 12, text)
+    if not fits(sample):
+        raise ProgramContentError(f"exercises.yaml: {where}: {len(sample)} characters do not fit "
+                                  "two SMS segments (306 GSM-7 characters, 134 otherwise)")
 
 
 def _step(where: str, spec: dict[str, Any]) -> Step:
@@ -134,8 +138,9 @@ def _step(where: str, spec: dict[str, Any]) -> Step:
         raise ProgramContentError(f"exercises.yaml: {where}: a step needs say, ask or safety_check")
     text = str(spec[kind]).strip()
     _check_len(where, text)
-    if spec.get("gentle"):
-        _check_len(where + " (gentle)", str(spec["gentle"]))
+    for variant in ("gentle", "restricted"):
+        if spec.get(variant):
+            _check_len(f"{where} ({variant})", str(spec[variant]))
     hook = spec.get("hook")
     if hook is not None and hook not in HOOKS:
         raise ProgramContentError(f"exercises.yaml: {where}: unknown hook {hook!r}")
@@ -148,7 +153,21 @@ def _step(where: str, spec: dict[str, Any]) -> Step:
     return Step(kind=kind, text=text, expect=expect, store=spec.get("store"), low=float(low),
                 high=float(high), options={str(k): str(v) for k, v in (spec.get("options") or {}).items()},
                 regions=tuple(spec.get("regions") or ()), gentle=spec.get("gentle"), hook=hook,
-                only_if=spec.get("only_if"), allow_no=bool(spec.get("allow_no")))
+                only_if=spec.get("only_if"), allow_no=bool(spec.get("allow_no")),
+                restricted=spec.get("restricted"))
+
+
+def _check_activities(activities: dict[str, dict[str, Any]]) -> None:
+    """A daily total needs its bout length; a limit per stretch, what to switch to."""
+    for name, spec in activities.items():
+        per = spec.get("per")
+        if per not in ("day", "session"):
+            raise ProgramContentError(
+                f"exercises.yaml: activities.{name}: per must be day or session")
+        needed = "block" if per == "day" else "change"
+        if not spec.get(needed):
+            raise ProgramContentError(
+                f"exercises.yaml: activities.{name}: per {per} needs {needed}")
 
 
 def load_programs(path: Path = CONTENT) -> Programs:
@@ -174,6 +193,7 @@ def load_programs(path: Path = CONTENT) -> Programs:
     for rule in data["offers"]:
         if rule["offer"] not in exercises:
             raise ProgramContentError(f"exercises.yaml: offers: unknown exercise {rule['offer']!r}")
+    _check_activities(data["activities"])
     return Programs(
         exercises=exercises, requests=dict(data["requests"]),
         keywords={" ".join(k.lower().split()): v for k, v in (data.get("keywords") or {}).items()},
@@ -181,6 +201,7 @@ def load_programs(path: Path = CONTENT) -> Programs:
         catastrophizing=tuple(p.lower() for p in data["catastrophizing"]),
         exit_words={" ".join(k.lower().split()): v for k, v in data["exit_words"].items()},
         activities=dict(data["activities"]), restrictions=dict(data.get("restrictions") or {}),
+        strain_words=tuple(str(w).lower() for w in data.get("strain_words") or ()),
         treated_regions={k: tuple(v) for k, v in (data.get("treated_regions") or {}).items()},
         messages=messages)
 
@@ -196,19 +217,36 @@ class _Blank(dict):  # type: ignore[type-arg]
 
 
 def fill(template: str, values: dict[str, Any]) -> str:
-    """`template` with {placeholders} from `values`; unknown or empty ones as '–'."""
-    clean = {k: _show(v) for k, v in values.items() if v is not None and v != ""}
-    return string.Formatter().vformat(template, (), _Blank(clean))
+    """`template` with {placeholders} from `values`; unknown or unanswered (None)
+    ones as '–', an empty string as nothing ("1 more day", not "1 more day–").
+    The values are mostly the patient's own answers: when they would push the
+    message past two SMS segments they are shortened (sms_text.fit_echoes)."""
+    clean = {k: _show(v) for k, v in values.items() if v is not None}
+    used = {k: clean[k] for k in _PLACEHOLDER.findall(template) if k in clean}
+
+    def render(echoes: dict[str, str]) -> str:
+        return string.Formatter().vformat(template, (), _Blank({**clean, **echoes}))
+
+    return fit_echoes(render, used)
+
+
+ECHO_MAX = 120  # characters of one answer repeated back
 
 
 def _show(value: Any) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
-    return str(value)[:120]
+    text = str(value)
+    return text if len(text) <= ECHO_MAX else text[:ECHO_MAX - 3].rstrip() + "..."
 
 
 def say(key: str, **values: Any) -> str:
     return fill(get_programs().messages[key], values)
+
+
+def compose(key: str, **values: str) -> str:
+    """A message built from our own parts, as they are (no shortening)."""
+    return string.Formatter().vformat(get_programs().messages[key], (), _Blank(values))
 
 
 # --- where a patient stands ---------------------------------------------------
@@ -271,6 +309,19 @@ def _set_data(row: ExerciseSession, **values: Any) -> None:
     row.data = {**(row.data or {}), **values}  # a new dict: JSON columns track assignment
 
 
+def no_strain(session: Session, patient_id: str, now: datetime) -> bool:
+    """Whether a procedure restriction rules out lifting, bending and twisting now."""
+    rule = restriction(session, patient_id, now)
+    return bool(rule and rule.get("no_strain"))
+
+
+def _context(session: Session, patient_id: str, now: datetime) -> dict[str, Any]:
+    """What an exercise's wording depends on: the treated regions (no tensing there)
+    and whether lifting, bending and twisting are ruled out (SMART goals)."""
+    return {"treated_regions": treated_regions(session, patient_id),
+            "no_strain": no_strain(session, patient_id, now)}
+
+
 def start(session: Session, patient_id: str, exercise_id: str, source: str = "request",
           now: datetime | None = None, data: dict[str, Any] | None = None) -> ExerciseSession:
     """Start `exercise_id` now; an exercise already running is paused (resumable)."""
@@ -282,8 +333,8 @@ def start(session: Session, patient_id: str, exercise_id: str, source: str = "re
         running.status = "paused"
     row = ExerciseSession(patient_id=patient_id, exercise=exercise.id, status="active",
                           source=source, step=0, attempts=0, created_at=now, updated_at=now,
-                          data={"treated_regions": treated_regions(session, patient_id),
-                                "intro": True, **(data or {})})
+                          data={**_context(session, patient_id, now), "intro": True,
+                                **(data or {})})
     session.add(row)
     session.flush()
     _skip_inapplicable(row)
@@ -348,7 +399,9 @@ def _step_text(row: ExerciseSession, step: Step) -> str:
         return say("safety_check")
     if step.regions and step.gentle and set(step.regions) & set(data.get("treated_regions") or ()):
         return fill(step.gentle, data)
-    return fill(step.text, data)
+    if step.restricted and data.get("no_strain"):
+        return fill(step.restricted, data)
+    return fill(step.text, {**_pacing_words(data), **data})
 
 
 def prompt(row: ExerciseSession) -> str:
@@ -363,7 +416,7 @@ def prompt(row: ExerciseSession) -> str:
     elif (row.data or {}).get("intro"):
         intro = say("resume", title=exercise.title) if row.step > 0 else \
             say("start_intro", title=exercise.title, minutes=exercise.minutes)
-        if len(intro) + 1 + len(text) <= SMS_MAX_CHARS:
+        if fits(f"{intro} {text}"):
             text = f"{intro} {text}"
     return text
 
@@ -558,10 +611,22 @@ def active_plan(session: Session, patient_id: str) -> PacingPlan | None:
         .order_by(PacingPlan.id.desc())).scalars().first()
 
 
-def _state(plan: PacingPlan) -> pacing.PacingState:
+def _local_date(moment: datetime, zone: ZoneInfo) -> date:
+    return moment.astimezone(zone).date()
+
+
+def _state(session: Session, plan: PacingPlan, zone: ZoneInfo) -> pacing.PacingState:
+    """The plan as the arithmetic sees it; the days its first level and its current
+    week began come from its log, in the patient's own calendar."""
+    logs = session.execute(select(PacingLog.outcome, PacingLog.created_at)
+                           .where(PacingLog.plan_id == plan.id).order_by(PacingLog.id)).all()
+    started_on, week_start = pacing.week_dates(
+        (outcome, _local_date(at, zone)) for outcome, at in logs)
     return pacing.PacingState(cap=plan.cap, baseline_reports=tuple(plan.baseline_reports or ()),
                               baseline=plan.baseline, quota=plan.quota,
-                              comfortable=tuple(plan.comfortable or ()), good_streak=plan.good_streak)
+                              comfortable=tuple(plan.comfortable or ()),
+                              good_streak=plan.good_streak, started_on=started_on,
+                              week_start=week_start)
 
 
 def _store_state(plan: PacingPlan, state: pacing.PacingState) -> None:
@@ -572,14 +637,40 @@ def _store_state(plan: PacingPlan, state: pacing.PacingState) -> None:
     plan.status = state.phase
 
 
+def per_session(activity: str) -> bool:
+    """Sitting and standing: the level is a limit for one stretch, not a daily total."""
+    return get_programs().activities[activity]["per"] == "session"
+
+
 def plan_text(plan: PacingPlan) -> str:
-    """'12 minutes of walking: 1x 12 minutes' in words the patient reads."""
+    """'12 minutes of walking a day', 'sitting up to 20 minutes at a time'."""
     spec = get_programs().activities[plan.activity]
-    return f"{pacing.fmt_minutes(plan.quota or 0)} of {spec['label']}"
+    key = "pacing_plan_session" if per_session(plan.activity) else "pacing_plan_day"
+    return say(key, minutes=pacing.fmt_minutes(plan.quota or 0), activity=spec["label"])
+
+
+def amount_text(activity: str) -> str:
+    """What the baseline question counts: 'minutes of walking', 'minutes of sitting
+    at a time'."""
+    key = "pacing_amount_session" if per_session(activity) else "pacing_amount_day"
+    return say(key, activity=get_programs().activities[activity]["label"])
+
+
+def _pacing_words(data: dict[str, Any]) -> dict[str, str]:
+    """`amount` for a pacing prompt scheduled before it was stored with one."""
+    activities = get_programs().activities
+    label = data.get("activity_label")
+    activity = data.get("activity") or next(
+        (name for name, spec in activities.items() if spec["label"] == label), None)
+    return {"amount": amount_text(activity)} if activity in activities else {}
 
 
 def blocks_text(plan: PacingPlan) -> str:
+    """How the level is done: bouts with rests by the clock (a daily total), or what
+    to switch to when a stretch of sitting or standing is up."""
     spec = get_programs().activities[plan.activity]
+    if per_session(plan.activity):
+        return say("pacing_session_break", change=spec["change"], rest=spec["rest"])
     bouts = pacing.blocks(plan.quota or 0, float(spec["block"]))
     if len(bouts) == 1:
         return say("pacing_one_block", bout=f"{pacing.fmt_minutes(bouts[0])} then rest by the clock")
@@ -597,10 +688,11 @@ def _schedule_pacing(session: Session, plan: PacingPlan, now: datetime) -> None:
     spec = get_programs().activities[plan.activity]
     if plan.status == "baseline":
         schedule(session, plan.patient_id, "pacing_baseline", due,
-                 {"plan_id": plan.id, "activity_label": spec["label"]})
+                 {"plan_id": plan.id, "activity": plan.activity, "activity_label": spec["label"],
+                  "amount": amount_text(plan.activity)})
     else:
         schedule(session, plan.patient_id, "pacing_report", due,
-                 {"plan_id": plan.id, "activity_label": spec["label"],
+                 {"plan_id": plan.id, "activity": plan.activity, "activity_label": spec["label"],
                   "plan": f"{plan_text(plan)} ({blocks_text(plan)})"})
 
 
@@ -633,7 +725,7 @@ def _hook_start_pacing(session: Session, row: ExerciseSession, value: Any,
     session.add(plan)
     session.flush()
     _set_data(row, activity=activity, activity_label=programs.activities[activity]["label"],
-              plan_id=plan.id)
+              amount=amount_text(activity), plan_id=plan.id)
     return replies, False
 
 
@@ -653,8 +745,10 @@ def _hook_pacing_baseline(session: Session, row: ExerciseSession, value: Any,
         return [], False
     if plan.status != "baseline":
         return [], False
-    state = pacing.with_cap(_state(plan), activity_cap(session, plan.patient_id, plan.activity, now))
-    state, outcome = pacing.add_baseline_report(state, float(value))
+    zone = ZoneInfo(_patient_tz(session, plan.patient_id))
+    state = pacing.with_cap(_state(session, plan, zone),
+                            activity_cap(session, plan.patient_id, plan.activity, now))
+    state, outcome = pacing.add_baseline_report(state, float(value), _local_date(now, zone))
     _store_state(plan, state)
     session.add(PacingLog(plan_id=plan.id, outcome=outcome.kind, minutes=float(value),
                           quota_before=outcome.before, quota_after=outcome.after, created_at=now))
@@ -673,8 +767,10 @@ def _hook_pacing_report(session: Session, row: ExerciseSession, value: Any,
     if plan is None or plan.quota is None:
         return [say("exit_pacing")], True
     report = value if isinstance(value, pacing.Report) else pacing.Report("missed")
-    state = pacing.with_cap(_state(plan), activity_cap(session, plan.patient_id, plan.activity, now))
-    state, outcome = pacing.record(state, report)
+    zone = ZoneInfo(_patient_tz(session, plan.patient_id))
+    state = pacing.with_cap(_state(session, plan, zone),
+                            activity_cap(session, plan.patient_id, plan.activity, now))
+    state, outcome = pacing.record(state, report, _local_date(now, zone))
     _store_state(plan, state)
     session.add(PacingLog(plan_id=plan.id, outcome=outcome.kind, minutes=report.minutes,
                           quota_before=outcome.before, quota_after=outcome.after, created_at=now))
@@ -715,7 +811,16 @@ def _hook_save_goal(session: Session, row: ExerciseSession, value: Any, now: dat
         old.status = "replaced"
     session.add(Goal(patient_id=row.patient_id, kind=row.exercise, text=str(text)[:500],
                      created_at=now))
+    if row.exercise == "smart_goal" and no_strain(session, row.patient_id, now) \
+            and names_strain(" ".join(str(data.get(k) or "") for k in ("aim", "step"))):
+        return [say("goal_restricted")], False
     return [], False
+
+
+def names_strain(text: str) -> bool:
+    """Whether `text` names lifting, bending, twisting or a task that needs them."""
+    words = f" {_normal(text)} "
+    return any(f" {word} " in words for word in get_programs().strain_words)
 
 
 HOOK_FUNCTIONS: dict[str, Callable[[Session, ExerciseSession, Any, datetime], HookResult]] = {
@@ -829,7 +934,7 @@ def accept_offer(session: Session, patient_id: str, now: datetime | None = None)
     if row is None:
         return None
     pause_active(session, patient_id)
-    _set_data(row, treated_regions=treated_regions(session, patient_id))
+    _set_data(row, **_context(session, patient_id, now))
     return activate(row, now)
 
 
@@ -977,16 +1082,18 @@ def weekly_summary(session: Session, patient_id: str, now: datetime,
                          names=", ".join(names)))
     plan = active_plan(session, patient_id)
     if plan is not None and plan.quota is not None:
-        parts.append(say("weekly_pacing", activity=get_programs().activities[plan.activity]["label"].capitalize(),
-                         quota=pacing.fmt_minutes(plan.quota)))
+        parts.append(say("weekly_pacing", plan=plan_text(plan)))
     goal = session.execute(select(Goal).where(Goal.patient_id == patient_id, Goal.status == "active")
                            .order_by(Goal.id.desc())).scalars().first()
-    if goal is not None:
-        parts.append(say("weekly_goal", goal=goal.text[:80]))
-    if not parts:
+    if not parts and goal is None:
         return None
-    text = say("weekly_summary", parts="; ".join(parts))
-    return text if len(text) <= SMS_MAX_CHARS else text[:SMS_MAX_CHARS - 1] + "…"
+
+    def render(echo: dict[str, str]) -> str:
+        goal_part = [compose("weekly_goal", goal=echo["goal"])] if goal is not None else []
+        return compose("weekly_summary", parts="; ".join(parts + goal_part))
+
+    # the goal is the patient's own words: shortened if the summary would not fit
+    return fit_echoes(render, {"goal": goal.text[:80] if goal is not None else ""})
 
 
 def send_weekly_summaries(now: datetime | None = None) -> list[str]:
@@ -1062,6 +1169,7 @@ def progress(session: Session, patient_id: str) -> dict[str, Any]:
         pacing_view = {
             "activity": programs.activities[plan.activity]["label"], "status": plan.status,
             "baseline": plan.baseline, "quota": plan.quota, "cap": plan.cap,
+            "per": "at a time" if per_session(plan.activity) else "a day",
             "baseline_reports": list(plan.baseline_reports or ()),
             "log": [{"at": log.created_at, "outcome": log.outcome, "minutes": log.minutes,
                      "before": log.quota_before, "after": log.quota_after} for log in plan.logs][-14:],

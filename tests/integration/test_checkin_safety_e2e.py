@@ -82,11 +82,12 @@ def test_pump_no_then_the_alarm_and_withdrawal_question(stack) -> None:
 def test_neuro_yes_then_same_is_a_nurse_call_and_next_time_asks_since_last_checkin(stack) -> None:
     phone = "+14155550205"
     patient_id, first = start(stack, phone, "epidural_steroid_injection", hours_ago=7)
-    assert first[1].startswith("Since your procedure, have you had any NEW weakness")
+    assert first[1].startswith("Since your procedure, have you had any of these: NEW weakness")
     before = len(nurse_pages(stack))
     replies = reply_to(stack, phone, "yes")
     assert "will call you by" in replies[0]
-    assert "Reply SAME" in replies[-1] and "reply WORSE and call 911 now" in replies[-1]
+    assert "Reply SAME" in replies[-1] and "Reply WORSE if it is getting worse" in replies[-1]
+    assert "call 911 now" in replies[-1]
     assert "URGENT" in stack.twilio.wait_for_count(NURSE, before + 1)[-1].body
     nxt = reply_to(stack, phone, "same, improving")
     assert len(nxt) == 1 and "headache" in nxt[0]
@@ -102,7 +103,8 @@ def test_neuro_yes_then_same_is_a_nurse_call_and_next_time_asks_since_last_check
     sent = len(stack.twilio.sent_to(phone))
     stack.cli("checkin", "start", "--patient", patient_id)
     later = stack.twilio.wait_for_count(phone, sent + 2)[-1].body  # intro, first question
-    assert later.startswith("Since your last check-in, have you had any new or worse weakness")
+    assert later.startswith("Since your last check-in, have you had any of these: new or worse "
+                            "weakness")
 
 
 def test_neuro_yes_then_getting_worse_is_an_emergency(stack) -> None:
@@ -125,8 +127,7 @@ def test_a_safety_question_unclear_twice_goes_one_tier_up(stack) -> None:
     patient_id, _ = start(stack, phone, "epidural_steroid_injection", hours_ago=7)
     reply_to(stack, phone, "no")  # neuro
     reask = reply_to(stack, phone, "hmm")  # headache (urgent)
-    assert reask == ["Please reply YES or NO: a headache that is worse upright and better "
-                     "lying down?"]
+    assert reask == ["Please reply YES or NO: a headache that is worse when you sit or stand up?"]
     before = len(nurse_pages(stack))
     replies = reply_to(stack, phone, "not sure")
     assert replies[0].startswith("I couldn't tell your answer to that safety question")
@@ -145,7 +146,7 @@ def test_infection_yes_with_a_stiff_neck_is_an_emergency(stack) -> None:
     assert "fever" in first[1]
     replies = reply_to(stack, phone, "yes")
     assert "will call you by" in replies[0]
-    assert replies[-1].startswith("Do you also have a stiff neck")
+    assert replies[-1].startswith("Do you also have any of these: a stiff neck")
     before = len(nurse_pages(stack))
     replies = reply_to(stack, phone, "yes my neck is stiff")
     assert "call 911" in replies[0]

@@ -13,6 +13,7 @@ from painpath import messaging, programs
 from painpath.db import new_session
 from painpath.models import ExerciseSession, PacingPlan, Patient
 from painpath.settings import get_settings
+from painpath.sms_text import fits
 from tests.integration.test_sms_checkin_e2e import enroll, reply_to
 
 pytestmark = pytest.mark.stack
@@ -56,7 +57,7 @@ def test_breathing_on_request_by_sms(stack) -> None:
     # the conversation is free again: a menu request is answered normally
     assert "BREATHE" in reply_to(stack, phone, "MENU")[0]
     record = stack.show(patient_id)
-    assert all(len(m["body"]) <= 320 for m in record["messages"] if m["direction"] == "out")
+    assert all(fits(m["body"]) for m in record["messages"] if m["direction"] == "out")
 
 
 def test_red_flag_mid_exercise_wins_and_the_exercise_resumes_later(stack, in_stack_db) -> None:
@@ -102,7 +103,8 @@ def test_scheduled_pacing_prompt_goes_through_rasa_and_the_report_is_recorded(st
     prompt = stack.twilio.wait_for_count(phone, before + 1)[before].body
     assert "Pacing: today, about how many minutes of walking" in prompt, prompt
     started = reply_to(stack, phone, "12")
-    assert "Your baseline is about 14 minutes. Start at 11 minutes of walking" in started[0]
+    assert "On average you managed about 14 minutes. Start with 11 minutes of walking a day" \
+        in started[0]
     with new_session() as session:
         plan = session.execute(select(PacingPlan).where(PacingPlan.patient_id == patient_id)).scalars().one()
         assert plan.status == "active" and plan.quota == pytest.approx(11.2)

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.stack
 
 NURSE = "+14155550166"  # the stack's on-call nurse
 ASQ5 = "Are you having thoughts of killing yourself right now?"
-NEURO = "Is the weakness or numbness new, or getting worse or spreading?"
+NEURO = "Is the weakness or numbness new, getting worse or spreading?"
 
 # Messages the triage engine answers with a screen (and no tier of their own, or a
 # crisis). The learned layer may change: `screened` checks them first, so a model

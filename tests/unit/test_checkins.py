@@ -215,13 +215,13 @@ def test_neuro_asks_since_the_procedure_first_then_since_the_last_checkin(clinic
     first = start(clinic, baseline=6)
     with new_session() as session, session.begin():
         assert checkins.ask_text(session, first, "safety_neuro").startswith(
-            "Since your procedure, have you had any NEW weakness")
+            "Since your procedure, have you had any of these: NEW weakness")
         checkins.submit(session, first, "safety_neuro", "no")
         checkins.finish(session, first)
         later = checkins.next_checkin(session, session.get(CheckIn, first).patient_id)
         checkins.begin(session, later)
         assert checkins.ask_text(session, later.id, "safety_neuro").startswith(
-            "Since your last check-in, have you had any new or worse weakness")
+            "Since your last check-in, have you had any of these: new or worse weakness")
         assert checkins.ask_text(session, later.id, "safety_neuro", reask=True) == \
             checkins.question("safety_neuro").reask
         assert "call 911 now" in checkins.ask_text(session, later.id, "safety_neuro_change")

@@ -1,12 +1,14 @@
 """The clinical content: it loads, covers every procedure, fits SMS, matches the domain."""
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
 import pytest
 
-from painpath.content import PROCEDURE_IDS, SMS_MAX_CHARS, get_content, get_messages, parse_offset
+from painpath.content import PROCEDURE_IDS, get_content, get_messages, parse_offset
+from painpath.sms_text import fits
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -34,9 +36,76 @@ def test_peg_at_weekly_checkpoints_only() -> None:
 
 def test_messages_fit_two_sms_segments() -> None:
     for q in get_content().questions.values():
-        assert len(q.text) <= SMS_MAX_CHARS and len(q.reask) <= SMS_MAX_CHARS
-        assert len(q.text_first or "") <= SMS_MAX_CHARS
-    assert all(len(m) <= SMS_MAX_CHARS for m in get_messages().values())
+        assert fits(q.text) and fits(q.reask) and fits(q.text_first or ""), q.id
+    assert all(fits(m) for m in get_messages().values())
+
+
+# CLINICAL.md §2 gives these stems verbatim (NRS, % relief): they keep "treated area".
+VERBATIM = {"pain_now", "percent_relief"}
+JARGON = ("treated area", "drainage", "bowel", "baseline", "incision", "block")
+
+
+def _patient_texts() -> list[tuple[str, str]]:
+    """Every patient-facing check-in, screen and exercise text, with where it is."""
+    from painpath import programs
+    from painpath.screens import screen_book
+
+    out = [(q.id, t) for q in get_content().questions.values()
+           for t in (q.text, q.reask, q.text_first or "")]
+    out += [(f"messages.{k}", m) for k, m in get_messages().items()]
+    out += [(f"screens.{s.id}", q) for s in screen_book().screens.values()
+            for lang, q in s.question.items() if lang == "en"]
+    p = programs.load_programs()
+    out += [(f"exercises.{e.id}", t) for e in p.exercises.values()
+            for t in [e.title, e.done] + [x for s in e.steps for x in (s.text, s.gentle or "",
+                                                                        s.restricted or "")]]
+    out += [(f"exercises.messages.{k}", m) for k, m in p.messages.items()]
+    return out
+
+
+def test_patient_texts_use_plain_words() -> None:
+    for where, text in _patient_texts():
+        if where in VERBATIM:
+            continue
+        low = re.sub(r"\{\w+\}", "", text.lower())  # placeholders are not words the patient reads
+        assert not any(word in low for word in JARGON), (where, text)
+
+
+def test_the_instrument_stems_stay_verbatim() -> None:
+    questions = get_content().questions
+    assert questions["pain_now"].text == (
+        "On a scale of 0 (no pain) to 10 (worst pain imaginable), how much pain do you have "
+        "right now in the treated area?")
+    assert questions["percent_relief"].text.startswith(
+        "Compared with your usual pain before the procedure, how much relief do you have right "
+        "now in the treated area? Reply 0")
+
+
+def test_a_yes_no_question_asks_one_thing() -> None:
+    """Not two questions joined ("Are you A, or is B?", "Is it A, and is it B?"): a
+    list of signs is asked as "any of these"."""
+    two_questions = ("or is it", "or is your", "or do you", "and is it", ", or is ")
+    for where, text in _patient_texts():
+        if "YES or NO" not in text:
+            continue
+        question = text.split("?")[0].lower()
+        assert not any(joint in question for joint in two_questions), (where, text)
+        assert text.count("?") == 1, (where, text)
+
+
+def test_every_safety_sign_is_still_asked() -> None:
+    """Rewording kept each red flag (CLINICAL.md §1.0, §1.8)."""
+    q = get_content().questions
+    for item, signs in {
+        "safety_neuro": ("weakness", "numbness", "groin", "pee or poop"),
+        "safety_neuro_change": ("worse", "spreading", "expect", "peeing or pooping"),
+        "safety_infection": ("fever", "redness", "warmth", "swelling", "fluid or pus"),
+        "safety_headache_severe": ("fever", "stiff neck", "confusion", "very unwell",
+                                   "worst headache"),
+        "safety_pump": ("very sleepy", "hard to wake", "slow or shallow breathing"),
+        "safety_pump_withdrawal": ("alarm", "itching without a rash", "tingling", "spasms"),
+    }.items():
+        assert all(sign in q[item].text for sign in signs), (item, q[item].text)
 
 
 def test_follow_ups_are_safety_questions_asked_only_after_a_yes() -> None:

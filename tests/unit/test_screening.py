@@ -28,6 +28,7 @@ from painpath.models import (
     ScreenStatus,
 )
 from painpath.scheduling import start_due_checkins
+from painpath.sms_text import segments, to_gsm
 from painpath.screening import FOLLOWUP, Flag
 
 NOW = datetime(2026, 11, 24, 16, 0, tzinfo=timezone.utc)  # 10:00 in Chicago
@@ -308,6 +309,19 @@ def test_every_reply_carries_the_numbers_until_the_crisis_is_resolved(patient_id
     with new_session() as session:
         assert open_crisis(session, patient_id) is None
         assert with_safety_numbers(session, patient_id, ["Hello!"]) == ["Hello!"]
+
+
+def test_the_numbers_join_a_reply_only_when_both_fit_two_segments_as_sent(patient_id: str) -> None:
+    """A reply with one character outside GSM-7 (Spanish í, an emoji) is UCS-2:
+    two segments hold 134 characters, not 306."""
+    with new_session() as session, session.begin():
+        handle_red_flag(session, patient_id, "crisis", ["thoughts of suicide"], "…")
+    spanish = "Gracias por decírmelo. " * 4  # 92 characters, UCS-2
+    with new_session() as session:
+        out = with_safety_numbers(session, patient_id, [spanish, "x" * 230])
+    assert out[0] == spanish and out[1].startswith("If you are in danger")
+    assert out[2] == "x" * 230 + " If you are in danger, call or text 988 now, or call 911."
+    assert all(segments(to_gsm(text)) <= 2 for text in out)
 
 
 def test_no_checkin_starts_while_a_question_is_pending(patient_id: str) -> None:
