@@ -1055,6 +1055,8 @@ class TriageEngine:
         return {"normalised": doc.text, "matches": raw, "result": self.triage(text, procedure)}
 
 
+# the recall layer abstains on messages of fewer words (see combine_layers)
+MIN_WORDS = 4
 LEARNED_REASONS = {
     "emergency": "possible emergency (learned layer)",
     "crisis": "possible thoughts of suicide or self-harm (learned layer)",
@@ -1073,6 +1075,10 @@ def combine_layers(lexicon: TriageResult, probs: dict[str, float], thresholds: d
     mostly asked about or denied. Any crisis is also asked ASQ item 5 (DESIGN.md).
     """
     tier, reasons = lexicon.tier, list(lexicon.reasons)
+    if len(normalised_text.split()) < MIN_WORDS:
+        # "no idea really", "dunno", "3": the recall layer has seen almost no messages
+        # this short and its guesses on them are noise; the lexicon decides alone
+        probs = {c: 0.0 for c in probs}
     p_emergency, p_crisis = probs["emergency"], probs["crisis"]
     p_alert = p_emergency + p_crisis + probs["urgent"]
     if p_emergency + p_crisis >= thresholds["life_high"]:  # a threat to life: which one

@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 from painpath.learned.recall import CLASSES, get_model
 from painpath.screens import GENERAL, IDEATION, NURSE_CALL, screen_book
 from painpath.sms_text import segments
-from painpath.triage import (LEARNED_REASONS, TIERS, TriageResult, combine_layers, get_engine,
-                             tier_rank)
+from painpath.triage import (LEARNED_REASONS, MIN_WORDS, TIERS, TriageResult, combine_layers,
+                             get_engine, tier_rank)
 
 ROOT = Path(__file__).resolve().parents[2]
 DEV = ROOT.parent / "shared" / "eval" / "dev" / "triage.jsonl"
@@ -38,25 +38,39 @@ def lex(tier: str = "none", *reasons: str) -> TriageResult:
 
 # ───────────────────────── combine_layers ─────────────────────────
 
+TEXT = "a message long enough for the recall layer"
+
+
+def test_the_recall_layer_abstains_on_very_short_messages():
+    """"no idea really": too short for what the layer learned from; the lexicon decides."""
+    assert MIN_WORDS >= 2
+    assert combine_layers(lex(), probs(crisis=0.9), TH, "no idea really") == ("none", [], None)
+    assert combine_layers(lex("routine", "flare"), probs(urgent=0.9), TH, "bad flare") == \
+        ("routine", ["flare"], None)
+    assert combine_layers(lex("crisis", "thoughts of suicide"), probs(none=1.0), TH,
+                          "want to die")[2] == IDEATION
+    assert combine_layers(lex(), probs(crisis=0.9), TH, "no idea really, sorry")[0] == "crisis"
+
+
 def test_confident_recall_raises_to_the_likelier_threat():
-    tier, reasons, screen = combine_layers(lex(), probs(crisis=0.85), TH, "x")
+    tier, reasons, screen = combine_layers(lex(), probs(crisis=0.85), TH, TEXT)
     assert (tier, reasons[0], screen) == ("crisis", LEARNED_REASONS["crisis"], IDEATION)
-    tier, _, screen = combine_layers(lex(), probs(emergency=0.5, crisis=0.35), TH, "x")
+    tier, _, screen = combine_layers(lex(), probs(emergency=0.5, crisis=0.35), TH, TEXT)
     assert (tier, screen) == ("emergency", None)
 
 
 def test_confident_alert_raises_to_urgent_and_keeps_the_lexicon_reasons():
-    tier, reasons, _ = combine_layers(lex("routine", "soreness"), probs(urgent=0.9), TH, "x")
+    tier, reasons, _ = combine_layers(lex("routine", "soreness"), probs(urgent=0.9), TH, TEXT)
     assert tier == "urgent" and reasons == [LEARNED_REASONS["urgent"], "soreness"]
 
 
 def test_the_recall_layer_never_lowers_a_confident_lexicon_tier():
-    tier, reasons, _ = combine_layers(lex("emergency", "chest pain"), probs(crisis=0.9), TH, "x")
+    tier, reasons, _ = combine_layers(lex("emergency", "chest pain"), probs(crisis=0.9), TH, TEXT)
     assert (tier, reasons) == ("emergency", ["chest pain"])
 
 
 def test_every_crisis_gets_asq_item_5():
-    assert combine_layers(lex("crisis", "thoughts of suicide"), probs(none=0.5), TH, "x")[2] \
+    assert combine_layers(lex("crisis", "thoughts of suicide"), probs(none=0.5), TH, TEXT)[2] \
         == IDEATION
 
 
@@ -73,8 +87,8 @@ def test_unsure_of_an_emergency_asks_the_targeted_screen(text: str, expected: st
 
 
 def test_unsure_of_ideation_asks_asq5_and_unsure_of_an_alert_offers_a_nurse_call():
-    assert combine_layers(lex(), probs(crisis=0.35), TH, "x")[2] == IDEATION
-    assert combine_layers(lex("routine", "flare"), probs(urgent=0.5), TH, "x")[2] == NURSE_CALL
+    assert combine_layers(lex(), probs(crisis=0.35), TH, TEXT)[2] == IDEATION
+    assert combine_layers(lex("routine", "flare"), probs(urgent=0.5), TH, TEXT)[2] == NURSE_CALL
 
 
 @settings(max_examples=300, deadline=None, derandomize=True)
@@ -82,7 +96,7 @@ def test_unsure_of_ideation_asks_asq5_and_unsure_of_an_alert_offers_a_nurse_call
 def test_the_recall_layer_only_ever_raises(tier: str, raw: list[float]):
     total = sum(raw) or 1.0
     p = {c: v / total for c, v in zip(CLASSES, raw)}
-    got, reasons, _ = combine_layers(lex(tier, "r") if tier != "none" else lex(), p, TH, "x")
+    got, reasons, _ = combine_layers(lex(tier, "r") if tier != "none" else lex(), p, TH, TEXT)
     assert tier_rank(got) >= tier_rank(tier)
     assert tier == "none" or "r" in reasons
 
