@@ -189,6 +189,8 @@ def _judge_glucose(session: Session, checkin: CheckIn, outcome: Outcome, mg_dl: 
     verdict = glucose.judge(mg_dl, enrollment.glucose_limit_mg_dl)
     if verdict is not None:
         _escalate(session, checkin, outcome, verdict[0], [verdict[1]], text)
+    if verdict is not None and verdict[0] == "urgent":
+        outcome.replies.append(message("glucose_prescriber"))
 
 
 def _give_up(session: Session, checkin: CheckIn, q: Question, answer: Answer,

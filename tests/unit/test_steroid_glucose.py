@@ -11,6 +11,7 @@ from painpath.db import new_session
 from painpath.enrollment import EnrollmentError, EnrollmentRequest, enroll
 from painpath.models import CheckIn, Escalation
 from painpath.parsing import parse_glucose
+from painpath.sms import route_inbound
 from painpath.triage import triage
 
 GLUCOSE = "glucose_steroid"
@@ -66,6 +67,9 @@ def answer(patient_id: str, text: str) -> Escalation | None:
             CheckIn.patient_id == patient_id, CheckIn.key == "glucose-2d")).scalar_one()
         outcome = checkins.submit(session, checkin.id, GLUCOSE, text)
         assert outcome.status == "accepted"
+        # the patient is sent to their diabetes plan's prescriber only when urgent
+        told = any("diabetes plan" in r for r in outcome.replies)
+        assert told == (outcome.raised is not None and outcome.raised.tier == "urgent")
         row = session.execute(select(Escalation).where(
             Escalation.patient_id == patient_id)).scalar_one_or_none()
         if row is not None:
@@ -112,3 +116,30 @@ def test_an_implausible_limit_is_refused(clinic: str) -> None:
         enroll(session, EnrollmentRequest(
             clinic_slug=clinic, phone="+14155550197", procedure="epidural_steroid_injection",
             procedure_at=PROCEDURE_AT, glucose_limit_mg_dl=20))
+
+
+def test_an_sms_from_the_patient_carries_their_limit_to_the_red_flag_classifier(
+        clinic: str) -> None:
+    enrol(clinic, limit=240, phone="+14155550198")
+    routed = route_inbound("+14155550198", "my sugar is 250", "SM" + "c" * 32)
+    assert routed.procedure == "epidural_steroid_injection"
+    assert routed.glucose_limit_mg_dl == 240
+
+
+def test_the_red_flag_classifier_judges_a_reading_by_the_limit_in_the_metadata() -> None:
+    from rasa.shared.nlu.training_data.message import Message
+
+    from bot.painpath_rasa.redflag import RedFlagClassifier
+
+    classifier = RedFlagClassifier({})
+
+    def tier(limit: object) -> str:
+        message = Message(data={"text": "my sugar is 250", "metadata": {
+            "procedure": "epidural_steroid_injection", "glucose_limit_mg_dl": limit}})
+        classifier.process([message])
+        return next(e["value"] for e in message.get("entities")
+                    if e["entity"] == "red_flag_tier")
+
+    assert tier(240) == "urgent"
+    assert tier(None) == "routine"  # no own limit: the default 300 / 180
+    assert tier("240") == "routine"  # only a number is a limit
