@@ -4,7 +4,10 @@ fixed 300/180 mg/dL only without one); the alert is for the diabetes prescriber.
 from __future__ import annotations
 
 import pytest
+from rasa.shared.nlu.training_data.message import Message
 from sqlalchemy import select
+
+from bot.painpath_rasa.redflag import RedFlagClassifier
 
 from painpath import checkins
 from painpath.db import new_session
@@ -127,10 +130,6 @@ def test_an_sms_from_the_patient_carries_their_limit_to_the_red_flag_classifier(
 
 
 def test_the_red_flag_classifier_judges_a_reading_by_the_limit_in_the_metadata() -> None:
-    from rasa.shared.nlu.training_data.message import Message
-
-    from bot.painpath_rasa.redflag import RedFlagClassifier
-
     classifier = RedFlagClassifier({})
 
     def tier(limit: object) -> str:
