@@ -162,8 +162,10 @@ def set_refill_due(session: Session, patient_id: str, due: date | None,
                               patient.timezone)
     missed = _local_morning(due + timedelta(days=int(cfg["missed_days_after"])),
                             patient.timezone)
+    if reminder <= now < _local_morning(due, patient.timezone):
+        reminder = now  # recorded less than a week ahead: remind now (the send window applies)
     created = []
-    if reminder > now:
+    if reminder >= now:
         created.append(_add(session, enrollment, f"{EVENT_PREFIX}due-{due:%Y%m%d}", reminder,
                             [cfg["reminder_item"]]))
     if missed > now:

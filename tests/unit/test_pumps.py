@@ -139,6 +139,14 @@ def test_the_refill_date_brings_a_reminder_and_a_missed_refill_question(clinic: 
     assert {"pump-due-20270601", "pump-missed-20270601"} <= keys
 
 
+def test_a_refill_date_less_than_a_week_away_is_reminded_at_once(clinic: str) -> None:
+    patient_id = enrol_pump(clinic, "opioid")
+    now = datetime(2027, 4, 23, 18, 0, tzinfo=timezone.utc)
+    with new_session() as session, session.begin():
+        pumps.set_refill_due(session, patient_id, date(2027, 4, 26), now=now)
+    assert checkins_of(patient_id)["pump-due-20270426"].due_at == now
+
+
 def test_bad_refill_dates_are_refused(clinic: str) -> None:
     for value, problem in (("26/04/2027", "YYYY-MM-DD"), ("2020-01-01", "past")):
         with new_session() as session, session.begin(), \
