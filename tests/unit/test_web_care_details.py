@@ -7,6 +7,7 @@ from datetime import date, timedelta
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from painpath import checkins
 from painpath.db import new_session
 from painpath.models import AuditLog, CheckIn, Enrollment
 from tests.unit.test_dashboard import client, count  # noqa: F401
@@ -39,6 +40,12 @@ def test_the_web_form_records_diabetes_and_the_plan_limit(client: TestClient) ->
     enrollment = enrollment_of(patient_id)
     assert enrollment.diabetic and enrollment.glucose_limit_mg_dl == 250
     assert {"glucose-2d", "glucose-3d"} <= set(schedule(patient_id))
+    with new_session() as session, session.begin():
+        checkin = session.execute(select(CheckIn).where(
+            CheckIn.patient_id == patient_id, CheckIn.key == "glucose-2d")).scalar_one()
+        checkins.submit(session, checkin.id, "glucose_steroid", "262")
+    html = client.get(f"/patients/{patient_id}").text
+    assert "262 mg/dL" in html and "for the diabetes prescriber" in html
 
 
 def test_the_nurse_edits_the_details_and_records_a_refill(client: TestClient) -> None:  # noqa: F811
