@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from painpath import diary
+from painpath import diary, glucose, pumps
 from painpath.content import SAFETY_KINDS, Question, get_content, message
 from painpath.escalation import Raised, handle_red_flag, one_tier_up
 from painpath.models import Answer, CheckIn, Enrollment, Patient, utcnow
@@ -57,7 +57,19 @@ def ask_text(session: Session, checkin_id: int | None, item: str, reask: bool = 
                                        or not _asked_before(session, checkin, item)):
         text = q.text_first
     emergency = get_settings_emergency(session, checkin.patient_id) if checkin else "911"
-    return text.replace("{emergency_number}", emergency)
+    return text.replace("{emergency_number}", emergency).replace(
+        "{refill_date}", _refill_date(session, checkin))
+
+
+def _refill_date(session: Session, checkin: CheckIn | None) -> str:
+    """The pump refill date of the check-in's enrolment, in words ("the date your
+    care team gave you" when none is recorded)."""
+    if checkin is None:
+        return "the date your care team gave you"
+    enrollment = session.get(Enrollment, checkin.enrollment_id)
+    patient = session.get(Patient, checkin.patient_id)
+    day = pumps.refill_day(enrollment, patient.timezone)
+    return f"{day:%a %b} {day.day}" if day else "the date your care team gave you"
 
 
 def _asked_before(session: Session, checkin: CheckIn, item: str) -> bool:
@@ -158,6 +170,8 @@ def submit(session: Session, checkin_id: int, item: str, text: str,
         enrollment.baseline_pain = float(value)
     session.flush()
     outcome = Outcome(status="accepted", value=value)
+    if q.kind == "glucose" and raise_flags:
+        _judge_glucose(session, checkin, outcome, float(value), text)
     if q.is_safety and value is True:
         if q.follow_up:
             outcome.follow_up = _insert_follow_up(session, checkin, item, q.follow_up)
@@ -165,6 +179,18 @@ def submit(session: Session, checkin_id: int, item: str, text: str,
             _escalate(session, checkin, outcome, q.flag_tier or "urgent",
                       [q.flag_reason or q.label], text)
     return outcome
+
+
+def _judge_glucose(session: Session, checkin: CheckIn, outcome: Outcome, mg_dl: float,
+                   text: str) -> None:
+    """A blood sugar after a steroid at or above the patient's own plan limit (the
+    default without one) is URGENT for the diabetes prescriber (CLINICAL.md §1.0)."""
+    enrollment = session.get(Enrollment, checkin.enrollment_id)
+    verdict = glucose.judge(mg_dl, enrollment.glucose_limit_mg_dl)
+    if verdict is not None:
+        _escalate(session, checkin, outcome, verdict[0], [verdict[1]], text)
+    if verdict is not None and verdict[0] == "urgent":
+        outcome.replies.append(message("glucose_prescriber"))
 
 
 def _give_up(session: Session, checkin: CheckIn, q: Question, answer: Answer,

@@ -45,7 +45,9 @@ def cmd_enroll(args: argparse.Namespace) -> None:
                             name=args.name, channel=args.channel,
                             baseline_pain=args.baseline_pain,
                             diary_consent=args.diary_consent,
-                            diary_night_consent=args.diary_night_consent)
+                            diary_night_consent=args.diary_night_consent,
+                            pump_drug=args.pump_drug, pump_refill_due=args.pump_refill_due,
+                            diabetic=args.diabetic, glucose_limit_mg_dl=args.glucose_limit)
     try:
         with new_session() as session, session.begin():
             patient = enroll(session, req)
@@ -203,7 +205,18 @@ def cmd_protocol_show(args: argparse.Namespace) -> None:
     lines = []
     for pid, p in data["procedures"].items():
         lines.append(f"{pid} ({p['source']}): " + ", ".join(c["key"] for c in p["checkins"]))
+        for event in p.get("events", []):
+            lines.append(f"  + {_event_when(event)}: " + ", ".join(event["items"]))
     _emit(args, data, "\n".join(lines))
+
+
+def _event_when(event: dict) -> str:
+    """A pump event check-in's timing, in words (`protocol show`)."""
+    if "after" in event:
+        return f"{event['key']} check-in {event['after']} after each one"
+    if "before_refill_days" in event:
+        return f"{event['key']} {event['before_refill_days']}d before the refill date"
+    return f"{event['key']} check {event['after_refill_days']}d after the refill date"
 
 
 def cmd_enrollment_change(args: argparse.Namespace) -> None:
@@ -453,6 +466,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the patient consents to the diagnostic-block pain diary")
     p.add_argument("--diary-night-consent", action="store_true",
                    help="… and to diary texts outside the send window")
+    p.add_argument("--pump-drug", choices=["opioid", "baclofen", "other"],
+                   help="intrathecal pump: its drug (picks the withdrawal questions)")
+    p.add_argument("--pump-refill-due", help="intrathecal pump: next refill date, YYYY-MM-DD")
+    p.add_argument("--diabetic", action="store_true",
+                   help="diabetic: blood sugar asked on days 1-3 after a steroid")
+    p.add_argument("--glucose-limit", type=float,
+                   help="the patient's diabetes-plan limit in mg/dL (default 300)")
     p.set_defaults(fn=cmd_enroll)
 
     p = sub.add_parser("import-csv", parents=[common],

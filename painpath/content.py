@@ -17,7 +17,8 @@ import yaml
 from painpath.sms_text import fits
 
 CONTENT_DIR = Path(__file__).resolve().parent / "content"
-KINDS = ("nrs", "percent", "pgic", "yesno", "worse_or_same", "phq")
+KINDS = ("nrs", "percent", "pgic", "yesno", "worse_or_same", "phq", "glucose")
+PUMP_DRUGS = ("opioid", "baclofen", "other")
 # Kinds whose answer is a yes/no: True ("yes", "worse") raises the question's flag.
 SAFETY_KINDS = ("yesno", "worse_or_same")
 FLAG_TIERS = ("emergency", "urgent", "routine")
@@ -40,6 +41,7 @@ class Question:
     follow_up: str | None = None  # asked next after a "yes" (questions.yaml `follow_up`)
     parent: str | None = None  # the question whose "yes" leads here (a follow-up only)
     text_first: str | None = None  # the wording the first time it is asked in an enrolment
+    pump_drug: str | None = None  # asked only for a pump with this drug (or drug not known)
 
     @property
     def is_safety(self) -> bool:
@@ -77,6 +79,7 @@ class Procedure:
     family: str
     checkpoints: tuple[Checkpoint, ...]
     safety: tuple[SafetyRule, ...]
+    steroid: bool = False  # a steroid is given: diabetics get glucose questions (§1.0)
 
 
 @dataclass(frozen=True)
@@ -180,7 +183,8 @@ def procedure_from_spec(pid: str, spec: dict[str, Any], where: str,
                                f"of {questions[rule['item']].parent!r}")
         safety.append(SafetyRule(**rule))
     return Procedure(id=pid, label=str(spec.get("label") or pid), family=str(spec.get("family") or ""),
-                     checkpoints=tuple(checkpoints), safety=tuple(safety))
+                     checkpoints=tuple(checkpoints), safety=tuple(safety),
+                     steroid=spec.get("steroid") is True)
 
 
 def _question(qid: str, q: dict[str, Any]) -> Question:
@@ -198,11 +202,14 @@ def _question(qid: str, q: dict[str, Any]) -> Question:
         raise ContentError(f"questions.yaml: {qid}: a yes/no safety question needs flag_tier")
     if q.get("follow_up") and q["kind"] not in SAFETY_KINDS:
         raise ContentError(f"questions.yaml: {qid}: only a safety question has a follow_up")
+    if q.get("pump_drug") is not None and q["pump_drug"] not in PUMP_DRUGS[:2]:
+        raise ContentError(f"questions.yaml: {qid}: pump_drug must be one of {PUMP_DRUGS[:2]}")
     return Question(
         id=qid, kind=q["kind"], label=q["label"], text=q["text"].strip(),
         reask=q["reask"].strip(), flag_tier=q.get("flag_tier"),
         flag_reason=q.get("flag_reason"), follow_up=q.get("follow_up"),
         text_first=(q.get("text_first") or "").strip() or None,
+        pump_drug=q.get("pump_drug"),
     )
 
 
@@ -231,7 +238,11 @@ def load_content() -> Content:
     instruments = pdata["instruments"]
     referenced = [instruments["baseline"], *instruments["always"],
                   *instruments["peg"]["items"], instruments["pgic"]["item"],
-                  *(instruments.get("phq2") or {}).get("items", [])]
+                  *(instruments.get("phq2") or {}).get("items", []),
+                  *instruments["pump_events"]["after_change_items"],
+                  instruments["pump_events"]["reminder_item"],
+                  instruments["pump_events"]["missed_item"],
+                  instruments["steroid_glucose"]["item"]]
     procedures: dict[str, Procedure] = {}
     for pid, p in pdata["procedures"].items():
         procedures[pid] = procedure_from_spec(pid, p, "procedures.yaml", questions)

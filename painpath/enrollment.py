@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from painpath import contact, outreach
+from painpath import contact, glucose, outreach, pumps
 from painpath.content import get_content
 from painpath.messaging import record_outbound
 from painpath.models import CheckIn, Clinic, Consent, Enrollment, Patient, utcnow
@@ -41,6 +41,12 @@ class EnrollmentRequest:
     # and to diary texts outside the send window (CLINICAL.md §6; painpath/diary.py)
     diary_consent: bool = False
     diary_night_consent: bool = False
+    # intrathecal pump (CLINICAL.md §1.8): opioid | baclofen | other, next refill date
+    pump_drug: str | None = None
+    pump_refill_due: str | date | None = None  # YYYY-MM-DD
+    # steroid hyperglycaemia (§1.0): diabetic, and the limit of their diabetes plan
+    diabetic: bool = False
+    glucose_limit_mg_dl: float | str | None = None
 
 
 def check_timezone(name: str) -> str:
@@ -127,8 +133,12 @@ def enroll(session: Session, req: EnrollmentRequest, now: datetime | None = None
                           channel=req.channel)
         session.add(patient)
     session.flush()
+    limit = glucose.check_limit(req.glucose_limit_mg_dl)
     enrollment = Enrollment(patient_id=patient.id, procedure=req.procedure,
-                            procedure_at=procedure_at, baseline_pain=req.baseline_pain)
+                            procedure_at=procedure_at, baseline_pain=req.baseline_pain,
+                            pump_drug=pumps.check_drug(req.pump_drug),
+                            diabetic=bool(req.diabetic or limit is not None),
+                            glucose_limit_mg_dl=limit)
     session.add(enrollment)
     session.add(Consent(patient_id=patient.id, kind="sms", event="opt_in", source="enrollment"))
     session.flush()
@@ -142,6 +152,9 @@ def enroll(session: Session, req: EnrollmentRequest, now: datetime | None = None
             diary.record_consent(session, patient.id, kind, granted, "enrollment")
 
     schedule(session, enrollment)
+    refill = parse_refill_date(req.pump_refill_due)
+    if refill is not None:
+        pumps.set_refill_due(session, patient.id, refill, now)
     session.flush()
     queue_welcome(session, patient, enrollment, now or utcnow())
     logger.info("enrolled patient %s (%s) at clinic %s", patient.id, mask(phone), clinic.slug)
@@ -220,6 +233,7 @@ def validate_request(session: Session, req: EnrollmentRequest) -> dict[str, str]
         problems["channel"] = "channel must be sms or web"
     if req.baseline_pain is not None and not 0 <= req.baseline_pain <= 10:
         problems["baseline_pain"] = "baseline pain must be 0–10"
+    problems.update(_pump_and_glucose_problems(req))
     if req.diary_night_consent and not req.diary_consent:
         problems["diary"] = "diary texts outside the usual hours need consent to the diary itself"
     if phone is not None:
@@ -229,6 +243,43 @@ def validate_request(session: Session, req: EnrollmentRequest) -> dict[str, str]
         if existing is not None and any(e.status == "active" for e in existing.enrollments):
             problems["phone"] = (f"phone {mask(phone)} already belongs to patient {existing.id} "
                                  "with an active enrolment; cancel it first")
+    return problems
+
+
+def parse_refill_date(value: str | date | None) -> date | None:
+    """A pump refill date, YYYY-MM-DD (empty: none), or EnrollmentError."""
+    if value is None or isinstance(value, date):
+        return value
+    if not str(value).strip():
+        return None
+    try:
+        return date.fromisoformat(str(value).strip())
+    except ValueError:
+        raise EnrollmentError("pump refill date must be YYYY-MM-DD", "pump_refill_due") from None
+
+
+def _pump_and_glucose_problems(req: EnrollmentRequest) -> dict[str, str]:
+    """Problems of the pump and diabetes fields, by field (pump_drug, pump_refill_due,
+    glucose_limit_mg_dl)."""
+    problems: dict[str, str] = {}
+    is_pump = req.procedure == pumps.PUMP_PROCEDURE
+    try:
+        if pumps.check_drug(req.pump_drug) is not None and not is_pump:
+            problems["pump_drug"] = "a pump drug is only for an intrathecal pump"
+    except pumps.PumpError as exc:
+        problems["pump_drug"] = str(exc)
+    try:
+        refill = parse_refill_date(req.pump_refill_due)
+        if refill is not None and not is_pump:
+            problems["pump_refill_due"] = "a refill date is only for an intrathecal pump"
+        elif refill is not None and refill < utcnow().date() - timedelta(days=1):
+            problems["pump_refill_due"] = "the refill date is in the past"
+    except EnrollmentError as exc:
+        problems["pump_refill_due"] = str(exc)
+    try:
+        glucose.check_limit(req.glucose_limit_mg_dl)
+    except glucose.GlucoseLimitError as exc:
+        problems["glucose_limit_mg_dl"] = str(exc)
     return problems
 
 
@@ -245,7 +296,8 @@ def ensure_clinic(session: Session, slug: str, name: str, phone: str | None = No
 
 
 CSV_COLUMNS = ("phone", "procedure", "procedure_at", "timezone", "name", "channel", "baseline_pain",
-               "diary_consent", "diary_night_consent")
+               "diary_consent", "diary_night_consent", "pump_drug", "pump_refill_due",
+               "diabetic", "glucose_limit_mg_dl")
 _YES = {"yes", "y", "true", "1", "x"}
 _NO = {"", "no", "n", "false", "0"}
 
@@ -254,7 +306,8 @@ def import_csv(text: str, clinic_slug: str, session_factory) -> dict:  # type: i
     """Enrol one patient per CSV row, each row in its own transaction.
 
     Columns: phone, procedure, procedure_at (required); timezone, name, channel,
-    baseline_pain, diary_consent, diary_night_consent (yes/no) (optional). Returns
+    baseline_pain, diary_consent, diary_night_consent (yes/no), pump_drug, pump_refill_due
+    (YYYY-MM-DD), diabetic (yes/no), glucose_limit_mg_dl (optional). Returns
     `{enrolled: [{row, id}], errors: [{row, error}]}`; a bad row writes nothing and
     does not stop the others.
     """
@@ -276,19 +329,22 @@ def import_csv(text: str, clinic_slug: str, session_factory) -> dict:  # type: i
             errors.append({"row": number, "error": "baseline_pain must be a number 0-10"})
             continue
         flags = {}
-        for column in ("diary_consent", "diary_night_consent"):
+        for column in ("diary_consent", "diary_night_consent", "diabetic"):
             value = (row.get(column) or "").lower()
             if value not in _YES | _NO:
                 errors.append({"row": number, "error": f"{column} must be yes or no"})
                 break
             flags[column] = value in _YES
-        if len(flags) < 2:
+        if len(flags) < 3:
             continue
         req = EnrollmentRequest(clinic_slug=clinic_slug, phone=row.get("phone", ""),
                                 procedure=row.get("procedure", ""),
                                 procedure_at=row.get("procedure_at", ""),
                                 timezone=row.get("timezone") or None, name=row.get("name") or None,
                                 channel=row.get("channel") or "sms", baseline_pain=baseline,
+                                pump_drug=row.get("pump_drug") or None,
+                                pump_refill_due=row.get("pump_refill_due") or None,
+                                glucose_limit_mg_dl=row.get("glucose_limit_mg_dl") or None,
                                 **flags)
         try:
             with session_factory() as session, session.begin():

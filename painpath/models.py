@@ -152,6 +152,13 @@ class Enrollment(Base):
     procedure_at = Column(UTCDateTime(), nullable=False)
     status = Column(String(16), nullable=False, default="active")  # active|cancelled|completed
     baseline_pain = Column(Float, nullable=True)
+    # intrathecal pump (CLINICAL.md §1.8): the drug picks the withdrawal question
+    # (None: not recorded, asked as "other"); the next refill date (clinic-local day)
+    pump_drug = Column(String(16), nullable=True)  # opioid | baclofen | other
+    pump_refill_due = Column(UTCDateTime(), nullable=True)
+    # steroid hyperglycaemia (CLINICAL.md §1.0): a diabetic patient's own plan limit
+    diabetic = Column(Boolean, nullable=False, default=False)
+    glucose_limit_mg_dl = Column(Float, nullable=True)  # None: the default (redflags.yaml)
     created_at = Column(UTCDateTime(), nullable=False, default=utcnow)
     patient = relationship("Patient", back_populates="enrollments")
     checkins = relationship("CheckIn", back_populates="enrollment", order_by="CheckIn.due_at")

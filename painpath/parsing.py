@@ -40,6 +40,7 @@ KINDS: dict[str, str] = {
     "yesno": "yes_no",
     "worse_or_same": "worse_or_same",
     "phq": "phq_0_3",
+    "glucose": "glucose_mg_dl",
 }
 
 # --------------------------------------------------------------------------- #
@@ -916,6 +917,27 @@ def parse_phq(text: str) -> int | None:
     return None
 
 
+MG_DL_PER_MMOL = 18.0
+_GLUCOSE_NUM = re.compile(r"(?<![\d.])(\d{1,3}(?:[.,]\d)?)(?![\d.])")
+
+
+def parse_glucose(text: str) -> Number | None:
+    """Parse a blood-sugar reading as mg/dL: one number, 20-900 mg/dL, or a mmol/L
+    reading (said so, or a decimal below 40) converted, so a patient's meter units
+    never matter to the limit it is judged by."""
+    low = " ".join((text or "").lower().split())
+    found = _GLUCOSE_NUM.findall(low)
+    if len(found) != 1:
+        return None
+    raw = found[0].replace(",", ".")
+    value = float(raw)
+    if "mmol" in low or ("." in raw and value < 40):
+        value = round(value * MG_DL_PER_MMOL)
+    if not 20 <= value <= 900:
+        return None
+    return int(value) if float(value).is_integer() else value
+
+
 _PARSERS: dict[str, Callable[[str], Number | bool | None]] = {
     "pain_0_10": parse_pain,
     "percent_relief": parse_percent,
@@ -923,6 +945,7 @@ _PARSERS: dict[str, Callable[[str], Number | bool | None]] = {
     "yes_no": parse_yes_no,
     "worse_or_same": parse_worse_or_same,
     "phq_0_3": parse_phq,
+    "glucose_mg_dl": parse_glucose,
 }
 
 

@@ -10,14 +10,15 @@ list of pain-diary prompts (painpath/diary.py).
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import yaml
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from painpath import diary
+
+from painpath import diary, glucose, pumps
 from painpath.content import ContentError, Procedure, get_content, procedure_from_spec
 from painpath.models import CheckIn, Clinic, Enrollment, Patient, Protocol
 from painpath.weblink import revoke_chat_links
@@ -143,7 +144,7 @@ def effective_procedure(session: Session, clinic_id: int, procedure_id: str) -> 
     default = get_content().procedure(procedure_id)
     proc = procedure_from_spec(procedure_id, row.spec, "protocol", get_content().questions)
     return Procedure(id=proc.id, label=default.label, family=default.family,
-                     checkpoints=proc.checkpoints, safety=proc.safety)
+                     checkpoints=proc.checkpoints, safety=proc.safety, steroid=default.steroid)
 
 
 def clinic_spec(session: Session, clinic_id: int, procedure_id: str) -> dict[str, Any] | None:
@@ -185,7 +186,38 @@ def plan_for(session: Session, enrollment: Enrollment, patient: Patient,
     def due(offset: Any) -> datetime:
         return due_time(enrollment.procedure_at, offset, patient.timezone)
 
-    return diary.merge_plan(regular, prompts, ask_baseline, due, quiet)
+    planned = diary.merge_plan(regular, prompts, ask_baseline, due, quiet)
+    planned = [diary.Planned(key=p.key, offset=p.offset,
+                             items=tuple(pumps.drug_items(p.items, enrollment.pump_drug)))
+               for p in planned]
+    if enrollment.diabetic and proc.steroid:
+        planned = with_glucose(planned)
+    return planned
+
+
+GLUCOSE_KEY_PREFIX = "glucose-"  # a check-in that only asks the blood sugar: "glucose-2d"
+
+
+def with_glucose(planned: list[diary.Planned]) -> list[diary.Planned]:
+    """`planned` with the steroid blood-sugar question on each of its days (§1.0):
+    inside that day's check-in after the safety questions, or alone (pure)."""
+    item = glucose.question_item()
+    first_always = get_content().instruments["always"][0]
+    out = list(planned)
+    for day in glucose.question_days():
+        offset = timedelta(days=day)
+        at = next((i for i, p in enumerate(out) if p.offset == offset), None)
+        if at is None:
+            out.append(diary.Planned(key=f"{GLUCOSE_KEY_PREFIX}{day:g}d", offset=offset,
+                                     items=(item,)))
+            continue
+        items = list(out[at].items)
+        if item not in items:
+            items.insert(items.index(first_always) if first_always in items else len(items),
+                         item)
+        out[at] = diary.Planned(key=out[at].key, offset=offset, items=tuple(items))
+    out.sort(key=lambda p: p.offset)
+    return out
 
 
 def schedule(session: Session, enrollment: Enrollment) -> list[CheckIn]:
@@ -201,10 +233,12 @@ def schedule(session: Session, enrollment: Enrollment) -> list[CheckIn]:
     existing = session.execute(
         select(CheckIn).where(CheckIn.enrollment_id == enrollment.id)).scalars().all()
     kept = {c.key for c in existing if c.status != "scheduled"}
-    # nothing new goes before a check-in that already happened
-    horizon = max((c.day for c in existing if c.status != "scheduled"), default=-1.0)
+    # nothing new goes before a check-in that already happened (pump events, tied to
+    # the wall clock rather than the protocol, do not count and are kept)
+    horizon = max((c.day for c in existing
+                   if c.status != "scheduled" and not pumps.is_event_key(c.key)), default=-1.0)
     for c in existing:
-        if c.status == "scheduled":
+        if c.status == "scheduled" and not pumps.is_event_key(c.key):
             session.delete(c)
     session.flush()
     ask_baseline = enrollment.baseline_pain is None and not kept
@@ -320,6 +354,11 @@ def show(session: Session, clinic_slug: str, procedure_id: str | None = None) ->
             "diary": [cp.key for cp in diary.effective_diary(
                 pid, clinic_spec(session, clinic.id, pid))],
         }
+        events = pumps.describe(pid)
+        if events:  # refill / dose-change check-in and refill reminders (§1.8, §5)
+            out[pid]["events"] = events
+        if proc.steroid:  # diabetic patients only (§1.0)
+            out[pid]["diabetic_glucose_days"] = glucose.question_days()
     return {"clinic": clinic_slug, "procedures": out}
 
 

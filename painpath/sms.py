@@ -34,6 +34,7 @@ class Routed:
     patient_id: str | None
     forward_text: str | None  # what Rasa should see; None: handled here
     procedure: str | None = None  # the active enrolment's, for red-flag triage
+    glucose_limit_mg_dl: float | None = None  # the patient's own plan limit (§1.0), if any
 
 
 ACK = re.compile(r"^\s*ack(?:nowledge)?\s*#?\s*(\d{1,9})(?:\s+([A-Za-z0-9]{1,12}))?\s*$",
@@ -144,6 +145,7 @@ def route_inbound(sender: str, text: str, message_sid: str | None, media: int = 
         patient_id = patient.id if patient else None
         active = [e for e in patient.enrollments if e.status == "active"] if patient else []
         procedure = active[-1].procedure if active else None
+        glucose_limit = active[-1].glucose_limit_mg_dl if active else None
         clinic = patient.clinic if patient else None
         clinic_name = clinic.name if clinic else ""
         clinic_phone = (clinic.phone or "your clinic") if clinic else ""
@@ -170,7 +172,7 @@ def route_inbound(sender: str, text: str, message_sid: str | None, media: int = 
                                             emergency_number=emergency)
                         if media else message("empty_sms"))
         return Routed(patient_id, None)
-    return Routed(patient_id, text, procedure)
+    return Routed(patient_id, text, procedure, glucose_limit)
 
 
 def send_to_patient(patient_id: str, text: str) -> Message | None:
@@ -240,4 +242,5 @@ def retry_inbound(message_sid: str) -> Routed | None:
         active = [e for e in patient.enrollments if e.status == "active"]
         logger.info("Twilio retried inbound SMS %s after a failed turn: processing it again",
                     message_sid)
-        return Routed(patient.id, row.body, active[-1].procedure if active else None)
+        return Routed(patient.id, row.body, active[-1].procedure if active else None,
+                      active[-1].glucose_limit_mg_dl if active else None)

@@ -612,7 +612,12 @@ class TriageEngine:
         return k
 
     # -- public --
-    def triage(self, text: str, procedure: str | None = None) -> TriageResult:
+    def triage(self, text: str, procedure: str | None = None, *,
+               glucose_limit_mg_dl: float | None = None) -> TriageResult:
+        """The tier, reasons and screen of one message; `glucose_limit_mg_dl` is the
+        patient's own diabetes-plan limit where the patient is known (CLINICAL.md
+        §1.0): a reading at or above it is URGENT, the lexicon's thresholds are
+        only the default."""
         if procedure is not None and procedure not in PROCEDURES:
             raise ValueError(f"unknown procedure {procedure!r}")
         if not text or not text.strip():
@@ -620,7 +625,7 @@ class TriageEngine:
         norm = self._norm(text)
         doc = self.nlp.make_doc(norm)
         raw, toks = self._raw_matches(doc)
-        result = self._decide(toks, raw, procedure)
+        result = self._decide(toks, raw, procedure, glucose_limit_mg_dl)
         if self.recall is not None:
             probs = self.recall.probabilities(norm, procedure)
             result = TriageResult(*combine_layers(result, probs, self.recall.thresholds, norm))
@@ -871,8 +876,25 @@ class TriageEngine:
                    "o'clock", "miles", "steps", "feet", "ft", "inches", "inch", "dollars",
                    "units", "pills", "tablets", "mins", "hrs", "months"}
 
-    def _numbers(self, toks: list[str], sents) -> list[_Hit]:
+    def _glucose_thresholds(self, own_limit: float | None) -> tuple[float, float]:
+        """(urgent, routine) mg/dL: the patient's own plan limit (the routine note
+        never above it), else the lexicon's defaults."""
+        urgent = float(self.gluc.get("urgent_mg_dl", 300))
+        routine = float(self.gluc.get("routine_mg_dl", 180))
+        if own_limit is None:
+            return urgent, routine
+        return float(own_limit), min(routine, float(own_limit))
+
+    def _numbers(self, toks: list[str], sents,
+                 glucose_limit_mg_dl: float | None = None) -> list[_Hit]:
         hits: list[_Hit] = []
+        g_urgent, g_routine = self._glucose_thresholds(glucose_limit_mg_dl)
+        if glucose_limit_mg_dl is None:
+            g_urgent_mmol = float(self.gluc.get("urgent_mmol", 16.7))
+            g_routine_mmol = float(self.gluc.get("routine_mmol", 10.0))
+        else:  # the plan limit in mmol/L (18 mg/dL per mmol/L)
+            g_urgent_mmol = round(g_urgent / 18.0, 1)
+            g_routine_mmol = min(float(self.gluc.get("routine_mmol", 10.0)), g_urgent_mmol)
         sent_of = {}
         for s0, s1 in sents:
             for i in range(s0, s1):
@@ -920,14 +942,14 @@ class TriageEngine:
                     if nxt in self._EXCL_UNITS:
                         continue
                     if 40 <= v <= 900 and not nxt.startswith("mmol"):
-                        if v >= float(self.gluc.get("urgent_mg_dl", 300)):
+                        if v >= g_urgent:
                             hits.append(_Hit("glucose_high", i, i + 1, numeric=True))
-                        elif v >= float(self.gluc.get("routine_mg_dl", 180)):
+                        elif v >= g_routine:
                             hits.append(_Hit("glucose_raised", i, i + 1, numeric=True))
                     elif v < 40 and (decimal or v >= 10 or nxt.startswith("mmol")):
-                        if v >= float(self.gluc.get("urgent_mmol", 16.7)):
+                        if v >= g_urgent_mmol:
                             hits.append(_Hit("glucose_high", i, i + 1, numeric=True))
-                        elif v >= float(self.gluc.get("routine_mmol", 10.0)):
+                        elif v >= g_routine_mmol:
                             hits.append(_Hit("glucose_raised", i, i + 1, numeric=True))
                     continue
                 if nxt in self._EXCL_UNITS or nxt == "/":
@@ -950,7 +972,8 @@ class TriageEngine:
         return hits
 
     # -- decision --
-    def _decide(self, toks: list[str], raw, procedure: str | None) -> TriageResult:
+    def _decide(self, toks: list[str], raw, procedure: str | None,
+                glucose_limit_mg_dl: float | None = None) -> TriageResult:
         sents = self._sentences(toks)
         sent_of = {}
         for s0, s1 in sents:
@@ -964,7 +987,7 @@ class TriageEngine:
         idioms = [(s, e) for r, s, e in raw if r == "__IDIOM__"]
         has_question = "?" in toks
         hits = [_Hit(r, s, e) for r, s, e in raw if r != "__IDIOM__" and r in active]
-        hits += self._numbers(toks, sents)
+        hits += self._numbers(toks, sents, glucose_limit_mg_dl)
 
         kept: list[_Hit] = []
         bystander = False  # someone else's emergency, not the patient's
@@ -1116,9 +1139,11 @@ def get_engine() -> TriageEngine:
     return _ENGINE
 
 
-def triage(text: str, procedure: str | None = None) -> TriageResult:
-    """Triage one patient message. ``procedure`` is a procedure id or None (universal flags)."""
-    return get_engine().triage(text, procedure)
+def triage(text: str, procedure: str | None = None, *,
+           glucose_limit_mg_dl: float | None = None) -> TriageResult:
+    """Triage one patient message. ``procedure`` is a procedure id or None (universal
+    flags); ``glucose_limit_mg_dl`` the patient's own diabetes-plan limit, if known."""
+    return get_engine().triage(text, procedure, glucose_limit_mg_dl=glucose_limit_mg_dl)
 
 
 __all__ = ["TIERS", "TriageResult", "TriageEngine", "triage", "tier_rank", "get_engine",

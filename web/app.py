@@ -177,22 +177,27 @@ def _reply_body(reply: dict[str, Any]) -> str | None:
     return "\n".join(parts) if parts else None
 
 
-def _procedure_of(database_url: str, patient_id: str) -> str | None:
+def _triage_metadata(database_url: str, patient_id: str) -> dict[str, Any]:
+    """The triage metadata of the patient's active enrolment: its procedure and the
+    patient's own glucose limit (CLINICAL.md §1.0)."""
     with new_session(database_url) as session:
-        return session.execute(
-            select(Enrollment.procedure).where(Enrollment.patient_id == patient_id,
-                                               Enrollment.status == "active")
+        row = session.execute(
+            select(Enrollment.procedure, Enrollment.glucose_limit_mg_dl)
+            .where(Enrollment.patient_id == patient_id, Enrollment.status == "active")
             .order_by(Enrollment.id.desc())
-        ).scalars().first()
+        ).first()
+    if row is None:
+        return {"procedure": None}
+    return {"procedure": row[0], "glucose_limit_mg_dl": row[1]}
 
 
 async def _ask_rasa(settings: Settings, patient_id: str, text: str) -> list[str]:
     """Send the patient's text to Rasa's web-chat channel, signed (timestamp, nonce,
     body) with the web-to-Rasa key: Rasa refuses a replay (painpath/webhook_auth.py)."""
     url = f"{settings.rasa_url}/webhooks/web/webhook"
-    procedure = await run_in_threadpool(_procedure_of, settings.database_url, patient_id)
+    metadata = await run_in_threadpool(_triage_metadata, settings.database_url, patient_id)
     body = json.dumps({"sender": patient_id, "message": text,
-                       "metadata": {"procedure": procedure}}).encode()
+                       "metadata": metadata}).encode()
     headers = {"Content-Type": "application/json",
                **signed_headers(body, settings.key_for(WEB_TO_RASA))}
     try:

@@ -255,6 +255,8 @@ def _answer_text(kind: str | None, answer: Answer) -> str:
         return f"{_number(answer.value)} / 10"
     if kind == "pgic":
         return f"{_number(answer.value)} (1 much better – 7 much worse)"
+    if kind == "glucose":
+        return f"{_number(answer.value)} mg/dL"
     return _number(answer.value)
 
 

@@ -18,8 +18,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from painpath import diary
-from painpath.content import get_content
+from painpath import care_details, diary, pumps
+from painpath.content import PUMP_DRUGS, get_content
 from painpath.db import new_session
 from painpath.enrollment import (
     EnrollmentError,
@@ -27,6 +27,7 @@ from painpath.enrollment import (
     check_local_time,
     check_timezone,
     enroll,
+    parse_refill_date,
     validate_request,
 )
 from painpath.models import CheckIn, Clinic, Enrollment, Patient
@@ -45,7 +46,12 @@ COMMON_TIMEZONES = ("America/New_York", "America/Chicago", "America/Denver", "Am
 FIELD_LABELS = {"name": "Patient name", "phone": "Mobile number", "timezone": "Time zone",
                 "procedure": "Procedure", "procedure_at": "Procedure date and time",
                 "baseline_pain": "Pain before the procedure", "channel": "Channel",
-                "diary": "Pain diary consent", "clinic": "Clinic"}
+                "diary": "Pain diary consent", "clinic": "Clinic", "pump_drug": "Pump drug",
+                "pump_refill_due": "Next pump refill date",
+                "glucose_limit_mg_dl": "Blood sugar limit from the diabetes plan"}
+PUMP_DRUG_LABELS = {"opioid": "Opioid (e.g. morphine, hydromorphone)", "baclofen": "Baclofen",
+                    "other": "Other or a mix"}
+CHANGE_LABELS = {"refill": "Refill", "dose_change": "Dose change"}
 PENDING = ("scheduled", "starting", "in_progress", "paused")
 WALL_FORMATS = ("%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M")
 
@@ -134,10 +140,16 @@ def check_form(session: Session, clinic: Clinic, values: dict[str, str],
         errors["diary"] = "This procedure has no pain diary: leave the diary consent unticked."
     if errors:
         return None, errors
+    is_pump = procedure == pumps.PUMP_PROCEDURE
     req = EnrollmentRequest(clinic_slug=clinic.slug, phone=values["phone"].strip(),
                             procedure=procedure, procedure_at=when, timezone=tz_name, name=name,
                             channel=values["channel"], baseline_pain=baseline,
-                            diary_consent=consent, diary_night_consent=night)
+                            diary_consent=consent, diary_night_consent=night,
+                            pump_drug=(values.get("pump_drug") or None) if is_pump else None,
+                            pump_refill_due=(values.get("pump_refill_due") or None)
+                            if is_pump else None,
+                            diabetic=values.get("diabetic") == "yes",
+                            glucose_limit_mg_dl=values.get("glucose_limit_mg_dl") or None)
     # the same checks `painpath enroll` runs (e.g. a phone with an active enrolment)
     for field, message in validate_request(session, req).items():
         errors[field] = message[0].upper() + message[1:] + "."
@@ -204,8 +216,26 @@ def enrollment_panel(session: Session, auth: Any, patient: Patient,
             "timezone": patient.timezone, "pending": pending,
             "diary_consent": consents[diary.CONSENT_DIARY],
             "diary_night_consent": consents[diary.CONSENT_NIGHT],
+            **care_view(enrollment, patient.timezone),
         },
         "diary": diary_view(summary, auth.clinic_tz) if summary is not None else None,
+    }
+
+
+def care_view(enrollment: Enrollment, tz_name: str) -> dict[str, Any]:
+    """The pump and diabetes details of the enrolment panel."""
+    refill = pumps.refill_day(enrollment, tz_name)
+    return {
+        "is_pump": enrollment.procedure == pumps.PUMP_PROCEDURE,
+        "pump_drug": enrollment.pump_drug or "",
+        "pump_drug_label": PUMP_DRUG_LABELS.get(enrollment.pump_drug or "",
+                                                "Not recorded (both withdrawal questions)"),
+        "pump_refill_due": refill.isoformat() if refill else "",
+        "diabetic": bool(enrollment.diabetic),
+        "glucose_limit": ("" if enrollment.glucose_limit_mg_dl is None
+                          else f"{enrollment.glucose_limit_mg_dl:g}"),
+        "pump_drugs": [(d, PUMP_DRUG_LABELS[d]) for d in PUMP_DRUGS],
+        "change_kinds": list(CHANGE_LABELS.items()),
     }
 
 
@@ -224,7 +254,9 @@ def enroll_routes(router: APIRouter, kit: DashboardKit) -> None:
         content = get_content()
         values = values or {"name": "", "phone": "", "timezone": clinic.timezone,
                             "procedure": "", "procedure_at": "", "baseline_pain": "",
-                            "channel": "sms", "diary_consent": "", "diary_night_consent": ""}
+                            "channel": "sms", "diary_consent": "", "diary_night_consent": "",
+                            "pump_drug": "", "pump_refill_due": "", "diabetic": "",
+                            "glucose_limit_mg_dl": ""}
         timezones = list(COMMON_TIMEZONES)
         if clinic.timezone not in timezones:
             timezones.insert(0, clinic.timezone)
@@ -237,6 +269,7 @@ def enroll_routes(router: APIRouter, kit: DashboardKit) -> None:
             "consent_diary": diary.consent_text(diary.CONSENT_DIARY),
             "consent_night": diary.consent_text(diary.CONSENT_NIGHT),
             "name_max": NAME_MAX_CHARS,
+            "pump_drugs": [(d, PUMP_DRUG_LABELS[d]) for d in PUMP_DRUGS],
         }, status_code=status_code), auth)
 
     @router.get("/enroll", response_class=HTMLResponse)
@@ -252,7 +285,9 @@ def enroll_routes(router: APIRouter, kit: DashboardKit) -> None:
                       procedure: str = Form(""), procedure_at: str = Form(""),
                       baseline_pain: str = Form(""), channel: str = Form("sms"),
                       diary_consent: str = Form(""),
-                      diary_night_consent: str = Form("")) -> Response:
+                      diary_night_consent: str = Form(""), pump_drug: str = Form(""),
+                      pump_refill_due: str = Form(""), diabetic: str = Form(""),
+                      glucose_limit_mg_dl: str = Form("")) -> Response:
         auth, refused = kit.signed_in(request, csrf_token)
         if refused is not None:
             return refused
@@ -260,7 +295,9 @@ def enroll_routes(router: APIRouter, kit: DashboardKit) -> None:
                   "procedure": procedure[:100], "procedure_at": procedure_at[:100],
                   "baseline_pain": baseline_pain[:20], "channel": channel[:10],
                   "diary_consent": diary_consent[:5],
-                  "diary_night_consent": diary_night_consent[:5]}
+                  "diary_night_consent": diary_night_consent[:5],
+                  "pump_drug": pump_drug[:20], "pump_refill_due": pump_refill_due[:20],
+                  "diabetic": diabetic[:5], "glucose_limit_mg_dl": glucose_limit_mg_dl[:20]}
         errors: dict[str, str] = {}
         with new_session(kit.db_url) as session, session.begin():
             clinic = clinic_of(session, auth)
@@ -368,5 +405,56 @@ def enroll_routes(router: APIRouter, kit: DashboardKit) -> None:
             diary.withdraw(session, patient_id, source="dashboard")
             kit.audit(session, auth, "diary_consent_withdrawn", patient_id,
                       "pending diary prompts removed")
+        return kit.finish(RedirectResponse(f"/patients/{patient_id}#enrollment",
+                                           status_code=303), auth)
+
+    @router.post("/patients/{patient_id}/care-details")
+    def care(request: Request, patient_id: str, csrf_token: str = Form(""),
+             pump_drug: str = Form(""), pump_refill_due: str = Form(""),
+             diabetic: str = Form(""), glucose_limit_mg_dl: str = Form("")) -> Response:
+        """The nurse edits the pump drug and refill date, and the diabetes details."""
+        auth, patient, refused = patient_post(request, patient_id, csrf_token)
+        if refused is not None:
+            return refused
+        try:
+            refill = parse_refill_date(pump_refill_due[:20])
+        except EnrollmentError as exc:
+            return invalid(request, patient_id, f"Nothing was changed: {exc}.")
+        details = care_details.CareDetails(
+            pump_drug=pump_drug[:20] or None, pump_refill_due=refill,
+            clear_refill_due=not pump_refill_due.strip(),  # a pump's form shows the date
+            diabetic=diabetic == "yes", glucose_limit_mg_dl=glucose_limit_mg_dl[:20])
+        with new_session(kit.db_url) as session, session.begin():
+            try:
+                changed = care_details.update(session, patient_id, details, kit.now())
+            except (LookupError, care_details.CareDetailsError) as exc:
+                session.rollback()
+                return invalid(request, patient_id, f"Nothing was changed: {exc}.")
+            kit.audit(session, auth, "care_details_change", patient_id,
+                      ", ".join(f"{k} {v}" for k, v in changed.items()) or "no change")
+        return kit.finish(RedirectResponse(f"/patients/{patient_id}#enrollment",
+                                           status_code=303), auth)
+
+    @router.post("/patients/{patient_id}/pump-change")
+    def pump_change(request: Request, patient_id: str, csrf_token: str = Form(""),
+                    kind: str = Form(""), next_refill: str = Form("")) -> Response:
+        """The nurse records a refill or dose change done now: a safety check-in
+        follows 24 h later (CLINICAL.md §1.8, §5); with a refill, the next date."""
+        auth, patient, refused = patient_post(request, patient_id, csrf_token)
+        if refused is not None:
+            return refused
+        try:
+            next_due = parse_refill_date(next_refill[:20])
+        except EnrollmentError as exc:
+            return invalid(request, patient_id, f"Nothing was recorded: {exc}.")
+        with new_session(kit.db_url) as session, session.begin():
+            try:
+                checkin = pumps.record_change(session, patient_id, kind[:20], kit.now(),
+                                              next_due)
+            except pumps.PumpError as exc:
+                session.rollback()
+                return invalid(request, patient_id, f"Nothing was recorded: {exc}.")
+            kit.audit(session, auth, "pump_change", patient_id,
+                      f"{kind}; safety check-in {checkin.key} due {checkin.due_at.isoformat()}")
         return kit.finish(RedirectResponse(f"/patients/{patient_id}#enrollment",
                                            status_code=303), auth)

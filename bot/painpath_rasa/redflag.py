@@ -59,7 +59,10 @@ class RedFlagClassifier(GraphComponent):
         procedure = metadata.get("procedure") if isinstance(metadata, dict) else None
         if procedure not in PROCEDURE_IDS:
             procedure = None
-        result = self._engine.triage(text, procedure)
+        limit = metadata.get("glucose_limit_mg_dl") if isinstance(metadata, dict) else None
+        if isinstance(limit, bool) or not isinstance(limit, (int, float)):
+            limit = None  # the patient's own diabetes-plan limit, when the channel knows it
+        result = self._engine.triage(text, procedure, glucose_limit_mg_dl=limit)
         if result.tier == "none" and result.screen is None:
             return
         intent = {"name": RED_FLAG_INTENT, "confidence": 1.0}

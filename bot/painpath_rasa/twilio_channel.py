@@ -162,7 +162,8 @@ class TwilioInput(InputChannel):
                     await on_new_message(UserMessage(
                         forward, self.get_output_channel(), routed.patient_id,
                         input_channel=self.name(),
-                        metadata={"message_sid": sid, "procedure": routed.procedure},
+                        metadata={"message_sid": sid, "procedure": routed.procedure,
+                                  "glucose_limit_mg_dl": routed.glucose_limit_mg_dl},
                     ))
                 except Exception:
                     # 500: Twilio retries (README), and the retry runs the turn again

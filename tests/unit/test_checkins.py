@@ -124,7 +124,9 @@ def _items(checkin_id: int) -> list[str]:
 
 def test_pump_checkins_ask_overdose_signs_then_alarm_and_withdrawal(clinic: str) -> None:
     checkin_id = start(clinic, baseline=6, procedure="intrathecal_pump")
-    assert _items(checkin_id)[:3] == ["safety_pump", "safety_pump_withdrawal", "safety_neuro"]
+    # no pump drug recorded: both withdrawal questions (baclofen, then opioid; test_pumps.py)
+    assert _items(checkin_id)[:4] == ["safety_pump", "safety_pump_withdrawal",
+                                      "safety_pump_opioid_withdrawal", "safety_neuro"]
     text = checkins.question("safety_pump").text.lower()
     assert "hard to wake" in text and "slow or shallow" in text
     assert checkins.question("safety_pump").flag_tier == "emergency"

@@ -229,7 +229,8 @@ def test_parse_worse_or_same(text: str, expected: bool | None) -> None:
 
 def test_kinds_map_to_parsers() -> None:
     assert KINDS == {"nrs": "pain_0_10", "percent": "percent_relief", "pgic": "pgic",
-                     "yesno": "yes_no", "worse_or_same": "worse_or_same", "phq": "phq_0_3"}
+                     "yesno": "yes_no", "worse_or_same": "worse_or_same", "phq": "phq_0_3",
+                     "glucose": "glucose_mg_dl"}
     for question in KINDS.values():
         parse_answer(question, "5")
 
