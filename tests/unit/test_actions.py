@@ -62,7 +62,8 @@ async def test_start_sets_the_items_of_the_due_checkin(patient_id: str) -> None:
     events = await ActionStartCheckin().run(
         dispatcher, tracker(patient_id, entities=[{"entity": "checkin_id", "value": str(cid)}]),
         DOMAIN)
-    items = ["safety_neuro", "safety_headache", "pain_now", "percent_relief"]
+    items = ["safety_neuro", "safety_headache", "pain_now", "percent_relief",
+             "phq_interest", "phq_down", "gad_nervous", "gad_worry"]  # PHQ-4 at the first
     resets = [SlotSet(item, None) for item in items]
     assert events == [*resets, SlotSet("checkin_id", cid), SlotSet("checkin_items", items),
                       SlotSet("checkin_reask", False), SlotSet("checkin_stopped", False),
