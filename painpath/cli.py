@@ -205,7 +205,9 @@ def cmd_protocol_show(args: argparse.Namespace) -> None:
         raise CliError(str(exc)) from None
     lines = []
     for pid, p in data["procedures"].items():
-        lines.append(f"{pid} ({p['source']}): " + ", ".join(c["key"] for c in p["checkins"]))
+        lines.append(f"{pid} ({p['source']}): "
+                     + ", ".join(c["key"] + (" [PHQ-4]" if c["key"] in p["phq4"] else "")
+                                 for c in p["checkins"]))
     _emit(args, data, "\n".join(lines))
 
 

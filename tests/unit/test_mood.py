@@ -150,3 +150,14 @@ def test_by_link_the_sms_carries_a_chat_link_instead_of_the_mood_items(
     with new_session() as session:
         assert session.execute(select(Clinic.mood_by_link)).scalar_one() is False
         assert "/chat/" not in checkins.ask_text(session, checkin_id, "phq_interest")
+
+
+def test_protocol_show_says_where_the_phq4_sits(capsys: pytest.CaptureFixture[str],
+                                                 clinic: str) -> None:
+    assert main(["protocol", "show", "--clinic", clinic, "--procedure",
+                 "peripheral_nerve_block", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["procedures"]["peripheral_nerve_block"]["phq4"] \
+        == ["18h", "3d"]
+    assert main(["protocol", "show", "--clinic", clinic, "--procedure",
+                 "radiofrequency_ablation"]) == 0
+    assert "1d [PHQ-4], 3d, 7d, 14d, 21d [PHQ-4], 42d" in capsys.readouterr().out
