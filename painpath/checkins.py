@@ -64,9 +64,10 @@ def ask_text(session: Session, checkin_id: int | None, item: str, reask: bool = 
                                        or not _asked_before(session, checkin, item)):
         text = q.text_first
     emergency = get_settings_emergency(session, checkin.patient_id) if checkin else "911"
-    if checkin is not None and channel != WEB and _by_link(session, checkin, item):
-        return message("mood_by_link",
-                       url=weblink.chat_url_in(session, checkin.patient_id))
+    if checkin is not None and _by_link(session, checkin, item):
+        if channel != WEB:
+            return message("mood_by_link", url=weblink.chat_url_in(session, checkin.patient_id))
+        text = q.text  # in the chat, even a re-ask gives the question: the SMS had a link
     return text.replace("{emergency_number}", emergency)
 
 

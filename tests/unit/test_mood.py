@@ -146,6 +146,9 @@ def test_by_link_the_sms_carries_a_chat_link_instead_of_the_mood_items(
         # in the secure chat itself the question is asked as written
         web = checkins.ask_text(session, checkin_id, "phq_interest", channel="web")
         assert web.startswith("Over the last 2 weeks")
+        # "OK" in the chat is not an answer: the re-ask there is the whole question
+        assert checkins.ask_text(session, checkin_id, "phq_interest", reask=True,
+                                 channel="web") == web
     assert _set_by_link(capsys, clinic, "off")["mood_by_link"] == "off"
     with new_session() as session:
         assert session.execute(select(Clinic.mood_by_link)).scalar_one() is False
