@@ -14,8 +14,8 @@ from rasa_sdk.events import ActiveLoop, EventType, FollowupAction, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-from actions.common import (BlockingAction, as_id, deliver_alerts, follow_up_events, in_thread,
-                            own_checkin)
+from actions.common import (BlockingAction, added_events, as_id, deliver_alerts,
+                            follow_up_events, in_thread, own_checkin)
 from painpath import checkins, programs, screening
 from painpath.content import get_content, message
 from painpath.db import new_session
@@ -114,6 +114,8 @@ class ValidateCheckinForm(FormValidationAction):
                 events += [SlotSet(item, outcome.value), SlotSet("checkin_reask", False)]
             if outcome.follow_up and not outcome.stop_checkin:
                 events += follow_up_events(tracker, item, outcome.follow_up)
+            if outcome.added:
+                events += added_events(tracker, outcome.added)
             if outcome.stop_checkin or screened:  # screen_form asks the screen next
                 events += [SlotSet("checkin_stopped", True), SlotSet("requested_slot", None)]
             if screened:

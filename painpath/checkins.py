@@ -40,6 +40,7 @@ class Outcome:
     # a screen to ask next through painpath/screening.py (ASQ item 5 after a yes or
     # an unclear answer to ASQ items 1-4), at `screen_tier`, linked to `escalation_id`
     screen: str | None = None
+    added: list[str] = field(default_factory=list)  # questions added to the check-in (ASQ)
     screen_tier: str | None = None
     escalation_id: int | None = None
 
@@ -179,7 +180,7 @@ def submit(session: Session, checkin_id: int, item: str, text: str,
     session.flush()
     outcome = Outcome(status="accepted", value=value)
     if item in get_content().mood["phq2"]:
-        _add_asq_if_due(session, checkin)
+        outcome.added = _add_asq_if_due(session, checkin)
     if q.is_safety and value is True:
         if q.follow_up:
             outcome.follow_up = _insert_follow_up(session, checkin, item, q.follow_up)
@@ -190,17 +191,26 @@ def submit(session: Session, checkin_id: int, item: str, text: str,
     return outcome
 
 
-def _add_asq_if_due(session: Session, checkin: CheckIn) -> None:
+def _add_asq_if_due(session: Session, checkin: CheckIn) -> list[str]:
     """A PHQ-2 of 3 or more: the ASQ items 1-4 follow the mood questions in this
-    check-in (DESIGN.md "Suicide and self-harm", CLINICAL.md §2.4), once."""
+    check-in (DESIGN.md "Suicide and self-harm", CLINICAL.md §2.4), once. Returns
+    the items added."""
     values = {a.item: a.value for a in _answers(session, checkin.id).values()
               if a.status == "answered"}
     if not mood.asq_due(values) or any(mood.is_asq(i) for i in checkin.items):
-        return
-    items = list(checkin.items)
-    at = max(items.index(i) for i in items if mood.is_mood_item(i)) + 1
-    checkin.items = [*items[:at], *mood.asq_items(), *items[at:]]  # a new list: JSON change
+        return []
+    checkin.items = with_added(list(checkin.items), mood.asq_items())  # new list: JSON change
     session.flush()
+    return mood.asq_items()
+
+
+def with_added(items: list[str], added: list[str]) -> list[str]:
+    """`items` (a check-in's, or a form's list of questions) with `added` right after
+    the last mood question (at the end when there is none), each once."""
+    new = [i for i in added if i not in items]
+    marks = [n for n, i in enumerate(items) if mood.is_mood_item(i)]
+    at = marks[-1] + 1 if marks else len(items)
+    return [*items[:at], *new, *items[at:]]
 
 
 def _ask_right_now(outcome: Outcome, item: str, tier: str) -> None:
