@@ -10,13 +10,13 @@ import logging
 from typing import Any, Dict, List, Optional, Text
 
 from rasa_sdk import FormValidationAction, Tracker
-from rasa_sdk.events import ActiveLoop, EventType, SlotSet
+from rasa_sdk.events import ActiveLoop, EventType, FollowupAction, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-from actions.common import (BlockingAction, as_id, deliver_alerts, follow_up_events, in_thread,
-                            own_checkin)
-from painpath import checkins, programs
+from actions.common import (BlockingAction, added_events, as_id, deliver_alerts,
+                            follow_up_events, in_thread, own_checkin)
+from painpath import checkins, programs, screening
 from painpath.content import get_content, message
 from painpath.db import new_session
 from painpath.models import CheckIn, Patient
@@ -97,6 +97,9 @@ class ValidateCheckinForm(FormValidationAction):
                                                     patient_id=patient_id)
                 outcome = None if done else checkins.submit(session, checkin_id, item,
                                                             str(text), patient_id=patient_id)
+                # a yes to ASQ items 1-4: ASQ item 5 next, through the screening path
+                screened = outcome is not None and screening.ask_after_answer(
+                    session, patient_id, checkin_id, outcome) is not None
             if outcome is None:  # answered already (e.g. by a red-flag message)
                 events += [SlotSet(item, value), SlotSet("checkin_reask", False)]
                 continue
@@ -111,8 +114,12 @@ class ValidateCheckinForm(FormValidationAction):
                 events += [SlotSet(item, outcome.value), SlotSet("checkin_reask", False)]
             if outcome.follow_up and not outcome.stop_checkin:
                 events += follow_up_events(tracker, item, outcome.follow_up)
-            if outcome.stop_checkin:
+            if outcome.added:
+                events += added_events(tracker, outcome.added)
+            if outcome.stop_checkin or screened:  # screen_form asks the screen next
                 events += [SlotSet("checkin_stopped", True), SlotSet("requested_slot", None)]
+            if screened:
+                events += [SlotSet("screen_asked", True), SlotSet("screen_reply", None)]
             tracker.slots.update({e["name"]: e["value"] for e in events})
         return events
 
@@ -136,7 +143,8 @@ class AskCheckinItem(BlockingAction):
         with new_session() as session:
             text = checkins.ask_text(session, own_checkin(session, tracker), self.item,
                                      reask=bool(tracker.get_slot("checkin_reask")),
-                                     patient_id=tracker.sender_id)
+                                     patient_id=tracker.sender_id,
+                                     channel=tracker.get_latest_input_channel())
         dispatcher.utter_message(text=text)
         return [SlotSet("checkin_reask", False)]
 
@@ -159,14 +167,18 @@ class ActionFinishCheckin(BlockingAction):
         with new_session() as session, session.begin():
             checkin_id = own_checkin(session, tracker)
             offer = None
+            screen_pending = screening.pending(session, tracker.sender_id) is not None
             if checkin_id is not None and not tracker.get_slot("checkin_stopped"):
                 dispatcher.utter_message(text=checkins.finish(session, checkin_id,
                                                               patient_id=tracker.sender_id))
                 offer = programs.offer_after_checkin(session, session.get(CheckIn, checkin_id))
         if offer:  # an exercise the answers point to (the patient replies YES)
             dispatcher.utter_message(text=offer)
-        return [SlotSet("checkin_id", None), SlotSet("checkin_items", None),
-                SlotSet("checkin_ready", None), SlotSet("checkin_stopped", False)]
+        events: List[EventType] = [SlotSet("checkin_id", None), SlotSet("checkin_items", None),
+                                   SlotSet("checkin_ready", None), SlotSet("checkin_stopped", False)]
+        if screen_pending:  # ASQ item 5 after a check-in answer: the screen form asks it
+            events.append(FollowupAction("screen_form"))
+        return events
 
 
 class ActionPauseCheckin(BlockingAction):

@@ -12,7 +12,7 @@ from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 from sqlalchemy.orm import Session
 
-from painpath.checkins import with_follow_up
+from painpath.checkins import with_added, with_follow_up
 from painpath.messaging import deliver
 from painpath.ownership import own_checkin_id, own_exercise_id
 
@@ -77,3 +77,10 @@ def follow_up_events(tracker: Tracker, item: str, follow_up: str) -> List[EventT
     count as answered) and put it after `item` in the form's list of questions."""
     items = with_follow_up(list(tracker.get_slot("checkin_items") or []), item, follow_up)
     return [SlotSet(follow_up, None), SlotSet("checkin_items", items)]
+
+
+def added_events(tracker: Tracker, added: List[str]) -> List[EventType]:
+    """Ask `added` (the ASQ after a positive PHQ-2) next in the form: clear their
+    slots and put them after the mood questions in the form's list."""
+    items = with_added(list(tracker.get_slot("checkin_items") or []), added)
+    return [*(SlotSet(item, None) for item in added), SlotSet("checkin_items", items)]

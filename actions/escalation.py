@@ -11,7 +11,8 @@ from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 from sqlalchemy.orm import Session
 
-from actions.common import deliver_alerts_async, follow_up_events, in_thread, own_checkin
+from actions.common import (added_events, deliver_alerts_async, follow_up_events, in_thread,
+                            own_checkin)
 from painpath import checkins, programs, screening
 from painpath.db import new_session
 from painpath.escalation import handle_red_flag
@@ -134,6 +135,8 @@ class ActionHandleRedFlag(Action):
         turn.events.append(SlotSet(item, answered.value))
         if answered.follow_up:  # asked when the check-in goes on
             turn.events += follow_up_events(tracker, item, answered.follow_up)
+        if answered.added:  # the ASQ after a positive PHQ-2
+            turn.events += added_events(tracker, answered.added)
 
     @staticmethod
     def _interrupt(session: Session, tracker: Tracker, loop: Optional[str], text: str,

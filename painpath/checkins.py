@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from painpath import diary, glucose, pumps
+from painpath import diary, glucose, mood, pumps, weblink
 from painpath.content import SAFETY_KINDS, Question, get_content, message
 from painpath.escalation import Raised, handle_red_flag, one_tier_up
 from painpath.models import Answer, CheckIn, Enrollment, Patient, utcnow
@@ -22,6 +22,7 @@ logger = logging.getLogger(__name__)
 
 MAX_FAILURES = 2  # after this many unusable answers: unanswered, or one tier up (safety)
 UNANSWERED = "unanswered"
+WEB = "web"  # the web-chat input channel (bot/painpath_rasa/web_channel.py)
 UNCLEAR = "unclear"  # a safety question answered unclearly twice (escalated)
 OPEN_STATUSES = ("in_progress", "paused", "starting")
 
@@ -36,6 +37,12 @@ class Outcome:
     raised: Raised | None = None
     stop_checkin: bool = False  # an emergency answer ends the check-in
     follow_up: str | None = None  # the question now asked next (after a "yes")
+    # a screen to ask next through painpath/screening.py (ASQ item 5 after a yes or
+    # an unclear answer to ASQ items 1-4), at `screen_tier`, linked to `escalation_id`
+    screen: str | None = None
+    added: list[str] = field(default_factory=list)  # questions added to the check-in (ASQ)
+    screen_tier: str | None = None
+    escalation_id: int | None = None
 
 
 def question(item: str) -> Question:
@@ -44,12 +51,13 @@ def question(item: str) -> Question:
 
 
 def ask_text(session: Session, checkin_id: int | None, item: str, reask: bool = False, *,
-             patient_id: str | None = None) -> str:
+             patient_id: str | None = None, channel: str | None = None) -> str:
     """The wording of question `item` in check-in `checkin_id`: its re-ask after an
     unusable answer, `text_first` while the item has never been answered in this
     enrolment ("since your procedure"), else `text` ("since your last check-in"),
     with the clinic's emergency number filled in. With `patient_id`, the check-in
-    must be that patient's (NotThePatients)."""
+    must be that patient's (NotThePatients). `channel` is the turn's input channel:
+    on the web chat a mood question is always asked as itself."""
     q = question(item)
     checkin = _checkin(session, checkin_id, patient_id) if checkin_id is not None else None
     text = q.reask if reask else q.text
@@ -57,6 +65,10 @@ def ask_text(session: Session, checkin_id: int | None, item: str, reask: bool = 
                                        or not _asked_before(session, checkin, item)):
         text = q.text_first
     emergency = get_settings_emergency(session, checkin.patient_id) if checkin else "911"
+    if checkin is not None and _by_link(session, checkin, item):
+        if channel != WEB:
+            return message("mood_by_link", url=weblink.chat_url_in(session, checkin.patient_id))
+        text = q.text  # in the chat, even a re-ask gives the question: the SMS had a link
     return text.replace("{emergency_number}", emergency).replace(
         "{refill_date}", _refill_date(session, checkin))
 
@@ -70,6 +82,15 @@ def _refill_date(session: Session, checkin: CheckIn | None) -> str:
     patient = session.get(Patient, checkin.patient_id)
     day = pumps.refill_day(enrollment, patient.timezone)
     return f"{day:%a %b} {day.day}" if day else "the date your care team gave you"
+
+
+def _by_link(session: Session, checkin: CheckIn, item: str) -> bool:
+    """A mood or ASQ question to an SMS patient of a clinic that sends them by secure
+    chat link (CLINICAL.md §6): the text carries the link, not the question."""
+    if not mood.is_mood_item(item):
+        return False
+    patient = session.get(Patient, checkin.patient_id)
+    return patient.channel == "sms" and bool(patient.clinic.mood_by_link)
 
 
 def _asked_before(session: Session, checkin: CheckIn, item: str) -> bool:
@@ -172,12 +193,15 @@ def submit(session: Session, checkin_id: int, item: str, text: str,
     outcome = Outcome(status="accepted", value=value)
     if q.kind == "glucose" and raise_flags:
         _judge_glucose(session, checkin, outcome, float(value), text)
+    if item in get_content().mood["phq2"]:
+        outcome.added = _add_asq_if_due(session, checkin)
     if q.is_safety and value is True:
         if q.follow_up:
             outcome.follow_up = _insert_follow_up(session, checkin, item, q.follow_up)
         if raise_flags:
             _escalate(session, checkin, outcome, q.flag_tier or "urgent",
                       [q.flag_reason or q.label], text)
+        _ask_right_now(outcome, item, q.flag_tier or "urgent")
     return outcome
 
 
@@ -191,6 +215,35 @@ def _judge_glucose(session: Session, checkin: CheckIn, outcome: Outcome, mg_dl: 
         _escalate(session, checkin, outcome, verdict[0], [verdict[1]], text)
     if verdict is not None and verdict[0] == "urgent":
         outcome.replies.append(message("glucose_prescriber"))
+
+
+def _add_asq_if_due(session: Session, checkin: CheckIn) -> list[str]:
+    """A PHQ-2 of 3 or more: the ASQ items 1-4 follow the mood questions in this
+    check-in (DESIGN.md "Suicide and self-harm", CLINICAL.md §2.4), once. Returns
+    the items added."""
+    values = {a.item: a.value for a in _answers(session, checkin.id).values()
+              if a.status == "answered"}
+    if not mood.asq_due(values) or any(mood.is_asq(i) for i in checkin.items):
+        return []
+    checkin.items = with_added(list(checkin.items), mood.asq_items())  # new list: JSON change
+    session.flush()
+    return mood.asq_items()
+
+
+def with_added(items: list[str], added: list[str]) -> list[str]:
+    """`items` (a check-in's, or a form's list of questions) with `added` right after
+    the last mood question (at the end when there is none), each once."""
+    new = [i for i in added if i not in items]
+    marks = [n for n, i in enumerate(items) if mood.is_mood_item(i)]
+    at = marks[-1] + 1 if marks else len(items)
+    return [*items[:at], *new, *items[at:]]
+
+
+def _ask_right_now(outcome: Outcome, item: str, tier: str) -> None:
+    """A yes (or an unclear answer) to ASQ items 1-4: ASQ item 5, "right now?", is
+    asked next as a screen (the caller asks it through painpath/screening.py)."""
+    if mood.is_asq(item):
+        outcome.screen, outcome.screen_tier = mood.ASQ_RIGHT_NOW, tier
 
 
 def _give_up(session: Session, checkin: CheckIn, q: Question, answer: Answer,
@@ -207,7 +260,9 @@ def _give_up(session: Session, checkin: CheckIn, q: Question, answer: Answer,
     session.flush()
     outcome = Outcome(status=UNCLEAR, value=UNCLEAR, replies=[message("safety_unclear")])
     reason = f"safety question not answered clearly (asked twice): {q.label}"
-    _escalate(session, checkin, outcome, one_tier_up(q.flag_tier or "routine"), [reason], text)
+    tier = one_tier_up(q.flag_tier or "routine")
+    _escalate(session, checkin, outcome, tier, [reason], text)
+    _ask_right_now(outcome, q.id, tier)
     return outcome
 
 
@@ -218,6 +273,7 @@ def _escalate(session: Session, checkin: CheckIn, outcome: Outcome, tier: str,
     response = handle_red_flag(session, checkin.patient_id, tier, reasons, text,
                                checkin_id=checkin.id)
     outcome.raised = response.raised
+    outcome.escalation_id = response.escalation_id
     outcome.replies.extend(response.replies)
     if response.stop_checkin:
         outcome.stop_checkin = True

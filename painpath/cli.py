@@ -161,13 +161,16 @@ def cmd_clinic_set(args: argparse.Namespace) -> None:
                 if not 1 <= args.daily_cap <= 10:
                     raise CliError("--daily-cap must be 1-10 contacts a day")
                 clinic.daily_contact_cap = args.daily_cap
+            if args.mood_by_link is not None:
+                clinic.mood_by_link = args.mood_by_link == "on"
             data = {"clinic": clinic.slug, "ack_minutes_emergency": clinic.ack_minutes_emergency,
                     "ack_minutes_urgent": clinic.ack_minutes_urgent,
                     "fallback_phone": clinic.fallback_phone, "phone": clinic.phone,
                     "sms_number": clinic.sms_number,
                     "out_of_hours": clinic.out_of_hours,
                     "send_window": f"{clinic.send_from}-{clinic.send_until}",
-                    "daily_cap": clinic.daily_contact_cap}
+                    "daily_cap": clinic.daily_contact_cap,
+                    "mood_by_link": "on" if clinic.mood_by_link else "off"}
     except (EnrollmentError, InvalidPhone) as exc:
         raise CliError(str(exc)) from None
     _emit(args, data, json.dumps(data))
@@ -204,7 +207,9 @@ def cmd_protocol_show(args: argparse.Namespace) -> None:
         raise CliError(str(exc)) from None
     lines = []
     for pid, p in data["procedures"].items():
-        lines.append(f"{pid} ({p['source']}): " + ", ".join(c["key"] for c in p["checkins"]))
+        lines.append(f"{pid} ({p['source']}): "
+                     + ", ".join(c["key"] + (" [PHQ-4]" if c["key"] in p["phq4"] else "")
+                                 for c in p["checkins"]))
         for event in p.get("events", []):
             lines.append(f"  + {_event_when(event)}: " + ", ".join(event["items"]))
     _emit(args, data, "\n".join(lines))
@@ -512,6 +517,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--send-window", help="unprompted messages only then, e.g. 08:00-21:00 "
                                          "(patient's local time)")
     p.add_argument("--daily-cap", type=int, help="unprompted contacts per patient per day")
+    p.add_argument("--mood-by-link", choices=("on", "off"),
+                   help="on: SMS patients get the mood and suicide-screening questions "
+                        "(PHQ-4, ASQ) as a secure web-chat link instead of in the text")
     p.set_defaults(fn=cmd_clinic_set)
 
     p = sub.add_parser("protocol", parents=[common], help="clinic check-in schedules")

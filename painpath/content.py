@@ -21,7 +21,7 @@ KINDS = ("nrs", "percent", "pgic", "yesno", "worse_or_same", "phq", "glucose")
 PUMP_DRUGS = ("opioid", "baclofen", "other")
 # Kinds whose answer is a yes/no: True ("yes", "worse") raises the question's flag.
 SAFETY_KINDS = ("yesno", "worse_or_same")
-FLAG_TIERS = ("emergency", "urgent", "routine")
+FLAG_TIERS = ("emergency", "crisis", "urgent", "routine")
 _OFFSET = re.compile(r"^(\d+(?:\.\d+)?)\s*([mhd])$")
 
 
@@ -103,13 +103,14 @@ class Content:
 
         Red-flag screen first, then pain now and % relief (CLINICAL.md §5); the
         pre-procedure pain at the first check-in when enrolment did not record
-        it; PEG-3 at most weekly from day 7; PGIC from day 14.
+        it; PEG-3 at most weekly from day 7; PGIC from day 14; PHQ-4 where
+        `mood_checkins` puts it.
         """
         proc = procedure or self.procedure(procedure_id)
         inst = self.instruments
         every = float(inst["peg"]["every_days"])
         last_peg: float | None = None
-        asked_phq2 = False
+        mood = self.mood_checkins(proc.checkpoints)
         planned = []
         for index, checkpoint in enumerate(proc.checkpoints):
             day = checkpoint.day
@@ -122,12 +123,26 @@ class Content:
                 last_peg = day
             if day >= float(inst["pgic"]["from_day"]):
                 items.append(inst["pgic"]["item"])
-            phq2 = inst.get("phq2")
-            if phq2 and day >= float(phq2["from_day"]) and not asked_phq2:
-                items.extend(phq2["items"])  # once, about four weeks in (CLINICAL.md §5)
-                asked_phq2 = True
+            if index in mood:
+                items.extend(inst["phq4"]["items"])
             planned.append((checkpoint, items))
         return planned
+
+    def mood_checkins(self, checkpoints: tuple[Checkpoint, ...]) -> set[int]:
+        """Indexes of the check-ins that ask the PHQ-4 (CLINICAL.md §5: "at baseline
+        and 4 weeks"): the first, and the first from `again_from_day` — or the last
+        when the schedule ends sooner, so that a short schedule is screened twice
+        and a one-check-in schedule once."""
+        if not checkpoints:
+            return set()
+        again = float(self.instruments["phq4"]["again_from_day"])
+        later = [i for i, cp in enumerate(checkpoints) if i > 0 and cp.day >= again]
+        return {0, later[0] if later else len(checkpoints) - 1}
+
+    @property
+    def mood(self) -> dict[str, Any]:
+        """The PHQ-4 settings (procedures.yaml `instruments.phq4`)."""
+        return self.instruments["phq4"]
 
 
 def parse_offset(text: str) -> timedelta:
@@ -238,7 +253,7 @@ def load_content() -> Content:
     instruments = pdata["instruments"]
     referenced = [instruments["baseline"], *instruments["always"],
                   *instruments["peg"]["items"], instruments["pgic"]["item"],
-                  *(instruments.get("phq2") or {}).get("items", []),
+                  *instruments["phq4"]["items"], *instruments["phq4"]["asq"],
                   *instruments["pump_events"]["after_change_items"],
                   instruments["pump_events"]["reminder_item"],
                   instruments["pump_events"]["missed_item"],

@@ -93,6 +93,9 @@ class Clinic(Base):
     send_from = Column(String(5), nullable=False, default="08:00")
     send_until = Column(String(5), nullable=False, default="21:00")
     daily_contact_cap = Column(Integer, nullable=False, default=2)
+    # mood and suicide-screening questions (PHQ-4, ASQ) go to SMS patients as a
+    # secure web-chat link instead of in the text (CLINICAL.md §6, minimum necessary)
+    mood_by_link = Column(Boolean, nullable=False, default=False, server_default=text("false"))
     created_at = Column(UTCDateTime(), nullable=False, default=utcnow)
 
 

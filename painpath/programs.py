@@ -23,7 +23,7 @@ import yaml
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from painpath import outreach, pacing
+from painpath import mood, outreach, pacing
 from painpath.models import (
     Answer,
     CheckIn,
@@ -851,10 +851,11 @@ def _matches(rule: dict[str, Any], values: dict[str, float], texts: list[str]) -
     """The rule's score when it applies to the check-in, else None."""
     when = rule["when"]
     if "phq2_total_at_least" in when:
-        if "phq_interest" in values and "phq_down" in values:
-            total = values["phq_interest"] + values["phq_down"]
-            return total if total >= float(when["phq2_total_at_least"]) else None
-        return None
+        total = mood.phq2_total(values)
+        return total if total is not None and total >= float(when["phq2_total_at_least"]) else None
+    if "gad2_total_at_least" in when:
+        total = mood.gad2_total(values)
+        return total if total is not None and total >= float(when["gad2_total_at_least"]) else None
     if when.get("catastrophizing"):
         return 1.0 if any(is_catastrophizing(t) for t in texts) else None
     if "peg_interference_at_least" in when:

@@ -346,10 +346,13 @@ def show(session: Session, clinic_slug: str, procedure_id: str | None = None) ->
     out = {}
     for pid in ids:
         proc = effective_procedure(session, clinic.id, pid)
+        planned = get_content().plan(pid, False, proc)
         out[pid] = {
             "source": "clinic" if pid in own else "default",
-            "checkins": [{"key": cp.key, "items": items}
-                         for cp, items in get_content().plan(pid, False, proc)],
+            "checkins": [{"key": cp.key, "items": items} for cp, items in planned],
+            # where the PHQ-4 mood screen is asked (CLINICAL.md §5: baseline and ~4 weeks)
+            "phq4": [proc.checkpoints[i].key
+                     for i in sorted(get_content().mood_checkins(proc.checkpoints))],
             "safety": [{k: v for k, v in vars(r).items() if v is not None} for r in proc.safety],
             "diary": [cp.key for cp in diary.effective_diary(
                 pid, clinic_spec(session, clinic.id, pid))],

@@ -30,6 +30,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from painpath import crisis, programs
+from painpath.checkins import Outcome as AnswerOutcome
 from painpath.content import message
 from painpath.db import new_session
 from painpath.escalation import add_note, handle_red_flag
@@ -136,6 +137,20 @@ def ask(session: Session, patient_id: str, question_id: str, flag_tier: str, *,
     session.flush()
     logger.info("screen %s asked", row.id)  # not which one, nor whom: that is clinical
     return row
+
+
+def ask_after_answer(session: Session, patient_id: str, checkin_id: int,
+                     outcome: AnswerOutcome, now: datetime | None = None) -> SafetyScreen | None:
+    """The screen a check-in answer calls for (ASQ item 5 after a yes to ASQ items
+    1-4, painpath/mood.py), asked like any other screen; None when there is none or
+    another question is pending. The check-in goes on after a clear NO unless the
+    answer's escalation stopped it."""
+    if outcome.screen is None:
+        return None
+    return ask(session, patient_id, outcome.screen, outcome.screen_tier or "urgent",
+               escalation_id=outcome.escalation_id,
+               interrupted=None if outcome.stop_checkin else "checkin",
+               checkin_id=checkin_id, now=now)
 
 
 def question_for(flag: Flag) -> str | None:

@@ -134,5 +134,11 @@ def chat_url(patient_id: str, settings: Settings | None = None) -> str:
     """
     settings = settings or get_settings()
     with new_session(settings.database_url) as session, session.begin():
-        token = chat_token(session, patient_id, settings)
-    return f"{settings.web_base_url}/chat/{token}"
+        return chat_url_in(session, patient_id, settings)
+
+
+def chat_url_in(session: Session, patient_id: str, settings: Settings | None = None) -> str:
+    """`chat_url` within the caller's transaction (a check-in question that sends the
+    patient to the secure chat, painpath/checkins.py)."""
+    settings = settings or get_settings()
+    return f"{settings.web_base_url}/chat/{chat_token(session, patient_id, settings)}"

@@ -93,7 +93,9 @@ def test_neuro_yes_then_same_is_a_nurse_call_and_next_time_asks_since_last_check
     assert len(nxt) == 1 and "headache" in nxt[0]
     reply_to(stack, phone, "no")
     reply_to(stack, phone, "3")
-    assert "check-in done" in " ".join(reply_to(stack, phone, "50"))
+    assert any("Over the last 2 weeks" in b for b in reply_to(stack, phone, "50"))
+    done = " ".join(sum((reply_to(stack, phone, "0") for _ in range(4)), []))  # the PHQ-4
+    assert "check-in done" in done
     record = stack.show(patient_id)
     assert [e["tier"] for e in record["escalations"]] == ["urgent"]
     answers = record["checkins"][0]["answers"]

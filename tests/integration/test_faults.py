@@ -212,6 +212,8 @@ def cli(env: dict[str, str], *args: str) -> str:
 
 def answer_for(question: str) -> str | None:
     low = question.lower()
+    if "not at all" in low:  # a PHQ-4 item (first check-in) or its re-ask
+        return "1"
     if "reply yes or no" in low:
         return "no"
     if "relief" in low or "%" in question:

@@ -51,7 +51,8 @@ def test_urgent_mid_checkin_alerts_and_the_checkin_goes_on(stack) -> None:
     assert "will call you by" in replies[0]
     assert "right now" in replies[-1]  # the open question is asked again
     reply_to(stack, phone, "3")
-    done = " ".join(reply_to(stack, phone, "50"))
+    assert any("Over the last 2 weeks" in b for b in reply_to(stack, phone, "50"))
+    done = " ".join(sum((reply_to(stack, phone, "0") for _ in range(4)), []))  # the PHQ-4
     assert "6 before the procedure -> 3 now" in done
     record = stack.show(patient_id)
     assert [e["tier"] for e in record["escalations"]] == ["urgent"]

@@ -171,6 +171,8 @@ def assert_not_interleaved(segments: list[tuple[str, list[tuple[str, str]]]]) ->
 
 def answer_for(question: str) -> str:
     low = question.lower()
+    if "not at all" in low:  # a PHQ-4 item (first check-in) or its re-ask
+        return "1"
     if "reply yes or no" in low:
         return "no"
     if "relief" in low or "%" in question:

@@ -27,6 +27,15 @@ def reply_to(stack, phone: str, body: str) -> list[str]:
     return [m.body for m in stack.twilio.sent_to(phone)[before:]]
 
 
+def answer_mood(stack, phone: str, asked: list[str], answers=("0", "0", "0", "0")) -> list[str]:
+    """The PHQ-4 that ends the first check-in (CLINICAL.md §5): `asked` holds its first
+    question; returns the replies to the last answer (the summary)."""
+    assert any("Over the last 2 weeks" in b for b in asked), asked
+    for answer in answers[:-1]:
+        assert any("Over the last 2 weeks" in b for b in reply_to(stack, phone, answer))
+    return reply_to(stack, phone, answers[-1])
+
+
 def test_complete_checkin_by_sms(stack) -> None:
     phone = "+14155550123"
     patient_id = enroll(stack, phone)
@@ -42,7 +51,8 @@ def test_complete_checkin_by_sms(stack) -> None:
     reask = reply_to(stack, phone, "pretty bad honestly")
     assert reask == ["Please reply with one number from 0 (no pain) to 10 (worst pain imaginable)."]
     assert any("relief" in b for b in reply_to(stack, phone, "was 8 now 3"))
-    done = reply_to(stack, phone, "about 60%")
+    done = answer_mood(stack, phone, reply_to(stack, phone, "about 60%"),
+                       ("not at all", "1", "several days", "0"))
     summary = " ".join(done)
     assert "8 before the procedure -> 3 now" in summary
     assert "60%" in summary
@@ -53,7 +63,8 @@ def test_complete_checkin_by_sms(stack) -> None:
     checkin = record["checkins"][0]
     assert checkin["status"] == "completed"
     assert checkin["answers"] == {"safety_neuro": 0, "safety_headache": 0, "pain_baseline": 8,
-                                  "pain_now": 3, "percent_relief": 60}
+                                  "pain_now": 3, "percent_relief": 60, "phq_interest": 0,
+                                  "phq_down": 1, "gad_nervous": 1, "gad_worry": 0}
     assert {m["direction"] for m in record["messages"]} == {"in", "out"}
     assert record["escalations"] == []
 
@@ -69,7 +80,7 @@ def test_two_failures_record_unanswered_and_move_on(stack) -> None:
     moved = reply_to(stack, phone, "no idea really")
     assert moved[0] == "That's OK, let's move on."
     assert any("relief" in b for b in moved)
-    done = " ".join(reply_to(stack, phone, "half"))
+    done = " ".join(answer_mood(stack, phone, reply_to(stack, phone, "half")))
     assert "50%" in done
     answers = stack.show(patient_id)["checkins"][0]["answers"]
     assert answers["pain_now"] is None and answers["percent_relief"] == 50
@@ -89,7 +100,7 @@ def test_pause_and_resume(stack) -> None:
     assert any("headache" in b for b in resumed)  # the next unanswered question
     reply_to(stack, phone, "no")
     reply_to(stack, phone, "4")
-    done = " ".join(reply_to(stack, phone, "30"))
+    done = " ".join(answer_mood(stack, phone, reply_to(stack, phone, "30")))
     assert "6 before the procedure -> 4 now" in done
     assert stack.show(patient_id)["checkins"][0]["status"] == "completed"
 

@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 from rasa_sdk import Tracker
-from rasa_sdk.events import ActiveLoop, SlotSet
+from rasa_sdk.events import ActiveLoop, FollowupAction, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from sqlalchemy import select
 
@@ -14,7 +14,7 @@ from actions.checkin import (ASK_ACTIONS, ActionFinishCheckin, ActionHelp, Actio
 from painpath.content import get_content
 from painpath.db import new_session
 from painpath.enrollment import EnrollmentRequest, enroll
-from painpath.models import Answer, CheckIn
+from painpath.models import Answer, CheckIn, SafetyScreen
 
 DOMAIN: dict[str, Any] = {
     "forms": {"checkin_form": {"required_slots": []}},
@@ -62,7 +62,8 @@ async def test_start_sets_the_items_of_the_due_checkin(patient_id: str) -> None:
     events = await ActionStartCheckin().run(
         dispatcher, tracker(patient_id, entities=[{"entity": "checkin_id", "value": str(cid)}]),
         DOMAIN)
-    items = ["safety_neuro", "safety_headache", "pain_now", "percent_relief"]
+    items = ["safety_neuro", "safety_headache", "pain_now", "percent_relief",
+             "phq_interest", "phq_down", "gad_nervous", "gad_worry"]  # PHQ-4 at the first
     resets = [SlotSet(item, None) for item in items]
     assert events == [*resets, SlotSet("checkin_id", cid), SlotSet("checkin_items", items),
                       SlotSet("checkin_reask", False), SlotSet("checkin_stopped", False),
@@ -213,3 +214,35 @@ def test_the_action_server_registers_every_custom_action_of_the_domain() -> None
     for f in domain_dir.glob("*.yml"):
         wanted |= set(yaml.safe_load(f.read_text()).get("actions") or [])
     assert wanted and wanted <= set(executor.actions)
+
+
+async def test_positive_phq2_adds_the_asq_and_a_yes_hands_over_to_the_screen(
+        patient_id: str) -> None:
+    """PHQ-2 >= 3: the ASQ items join the form; a yes to one is a crisis reply, then ASQ
+    item 5 is recorded as a screen and the check-in form stops for the screen form."""
+    cid = checkin_id_of(patient_id)
+    with new_session() as session:
+        items = list(session.get(CheckIn, cid).items)
+    base = {"checkin_id": cid, "checkin_items": items}
+    form = ValidateCheckinForm()
+    await form.run(CollectingDispatcher(), tracker(
+        patient_id, {**base, "phq_interest": "3"}, requested="phq_interest"), DOMAIN)
+    events = await form.run(CollectingDispatcher(), tracker(
+        patient_id, {**base, "phq_down": "2"}, requested="phq_down"), DOMAIN)
+    asq = ["asq_wished_dead", "asq_better_off_dead", "asq_thoughts", "asq_tried"]
+    at = items.index("gad_worry") + 1
+    assert SlotSet("checkin_items", [*items[:at], *asq, *items[at:]]) in events
+    assert all(SlotSet(item, None) in events for item in asq)
+
+    dispatcher = CollectingDispatcher()
+    events = await form.run(dispatcher, tracker(
+        patient_id, {**base, "checkin_items": [*items, *asq], "asq_wished_dead": "yes"},
+        requested="asq_wished_dead"), DOMAIN)
+    assert "988" in dispatcher.messages[0]["text"]
+    assert SlotSet("checkin_stopped", True) in events and SlotSet("screen_asked", True) in events
+    with new_session() as session:
+        [screen] = session.execute(select(SafetyScreen)).scalars().all()
+        assert screen.screen_id == "asq5" and screen.status == "pending"
+    events = await ActionFinishCheckin().run(CollectingDispatcher(), tracker(
+        patient_id, {"checkin_id": cid, "checkin_stopped": True}), DOMAIN)
+    assert events[-1] == FollowupAction("screen_form")

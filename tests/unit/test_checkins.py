@@ -11,6 +11,8 @@ from painpath.enrollment import EnrollmentRequest, enroll
 from painpath.escalation import one_tier_up
 from painpath.models import Answer, CheckIn, Escalation, Message
 
+MOOD = ["phq_interest", "phq_down", "gad_nervous", "gad_worry"]  # PHQ-4 at the first check-in
+
 
 def start(clinic: str, baseline: float | None = None, procedure: str = "epidural_steroid_injection") -> int:
     with new_session() as session, session.begin():
@@ -30,7 +32,8 @@ def test_first_checkin_items_follow_the_content(clinic: str) -> None:
         checkin = session.get(CheckIn, checkin_id)
         assert checkin.key == "6h"
         assert checkin.items == ["safety_neuro", "safety_headache", "pain_baseline",
-                                 "pain_now", "percent_relief"]
+                                 "pain_now", "percent_relief",
+                                 "phq_interest", "phq_down", "gad_nervous", "gad_worry"]
         assert checkin.status == "in_progress"
 
 
@@ -47,7 +50,8 @@ def test_answers_are_parsed_stored_and_summarised(clinic: str) -> None:
     with new_session() as session:
         answers = {a.item: a.value for a in session.execute(select(Answer)).scalars()}
         assert answers == {"safety_neuro": 0.0, "safety_headache": 0.0, "pain_baseline": 8.0,
-                           "pain_now": 3.0, "percent_relief": 60.0}
+                           "pain_now": 3.0, "percent_relief": 60.0,
+                           **{item: None for item in MOOD}}  # finished unasked
         assert session.get(CheckIn, checkin_id).status == "completed"
 
 
@@ -60,7 +64,7 @@ def test_reask_then_unanswered_after_two_failures(clinic: str) -> None:
         assert outcome.replies == ["That's OK, let's move on."]
         checkin = session.get(CheckIn, checkin_id)
         assert checkins.remaining_items(session, checkin) == [
-            "safety_neuro", "safety_headache", "percent_relief"]
+            "safety_neuro", "safety_headache", "percent_relief", *MOOD]
     with new_session() as session:
         answer = session.execute(select(Answer).where(Answer.item == "pain_now")).scalar_one()
         assert (answer.status, answer.value, answer.attempts) == ("unanswered", None, 2)
@@ -76,7 +80,7 @@ def test_pause_keeps_answers_and_resume_continues(clinic: str) -> None:
         assert checkin.id == checkin_id and checkin.status == "paused"
         intro, items = checkins.begin(session, checkin)
         assert "pick up" in intro
-        assert items == ["safety_headache", "pain_now", "percent_relief"]
+        assert items == ["safety_headache", "pain_now", "percent_relief", *MOOD]
 
 
 def test_yes_to_an_emergency_safety_question_escalates_with_an_alert(clinic: str) -> None:
@@ -177,7 +181,7 @@ def test_neuro_yes_is_a_nurse_call_and_asks_the_follow_up_next(clinic: str) -> N
         assert not outcome.stop_checkin and "will call you by" in outcome.replies[0]
         checkin = session.get(CheckIn, checkin_id)
         assert checkins.remaining_items(session, checkin) == [
-            "safety_neuro_change", "safety_headache", "pain_now", "percent_relief"]
+            "safety_neuro_change", "safety_headache", "pain_now", "percent_relief", *MOOD]
         same = checkins.submit(session, checkin_id, "safety_neuro_change", "same, improving")
     assert same.status == "accepted" and same.value is False and same.replies == []
     assert not same.stop_checkin

@@ -67,7 +67,8 @@ def test_diary_prompts_are_folded_into_the_regular_checkins() -> None:
     assert by_key["diary-15m"] == ("pain_baseline", "diary_pain")
     assert by_key["diary-30m"] == ("diary_pain",)
     # within a regular check-in: red-flag screen first, then the diary rating, then the rest
-    assert by_key["4h"] == ("safety_neuro", "diary_pain", "pain_now", "percent_relief")
+    assert by_key["4h"] == ("safety_neuro", "diary_pain", "pain_now", "percent_relief",
+                            "phq_interest", "phq_down", "gad_nervous", "gad_worry")  # PHQ-4
     assert "pain_baseline" not in by_key["4h"]
     assert sum("diary_pain" in items for items in by_key.values()) == 25
 
@@ -222,7 +223,7 @@ def _answer_everything(pid: str, log: list[tuple[str, datetime]], answer: bool =
             return
         for item in items:
             kind = get_content().questions[item].kind
-            value = {"yesno": "no", "percent": "50", "pgic": "3"}.get(
+            value = {"yesno": "no", "percent": "50", "pgic": "3", "phq": "0"}.get(
                 kind, str(PAIN.get(checkin.key.replace("diary-", ""), 8)))
             assert checkins.submit(session, checkin.id, item, value).status == "accepted"
         checkins.finish(session, checkin.id)
