@@ -36,20 +36,32 @@ def test_checkin_in_the_web_chat(stack, browser) -> None:
         page.keyboard.press("Enter")
         bot.filter(has_text=expect).last.wait_for(timeout=30000)
 
+    def answer_next(text: str) -> None:
+        """Answer and wait for the bot's next message (the questions look alike)."""
+        seen = bot.count()
+        page.fill("#message-input", text)
+        page.keyboard.press("Enter")
+        bot.nth(seen).wait_for(timeout=30000)
+
     answer("no", "headache")
     answer("nope", "right now")
     answer("was 8, now a 3", "relief")
-    answer("about 70%", "check-in done")
+    answer("about 70%", "how often")  # the PHQ-4 at the first check-in (CLINICAL.md §5)
+    for reply in ("0", "1", "0"):
+        answer_next(reply)
+    answer("0", "check-in done")
     summary = bot.last.inner_text()
     assert "8 before the procedure → 3 now" in summary and "70%" in summary
-    assert page.locator("#messages .msg-user").count() == 4
+    assert page.locator("#messages .msg-user").count() == 8
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "web-chat-checkin.png"), full_page=True)
 
     record = stack.show(patient_id)
     assert record["checkins"][0]["status"] == "completed"
     assert record["checkins"][0]["answers"] == {"safety_neuro": 0, "safety_headache": 0,
-                                                "pain_now": 3, "percent_relief": 70}
+                                                "pain_now": 3, "percent_relief": 70,
+                                                "phq_interest": 0, "phq_down": 1,
+                                                "gad_nervous": 0, "gad_worry": 0}
 
 
 def test_wrong_or_expired_link_reaches_no_conversation(stack, browser) -> None:
