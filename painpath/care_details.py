@@ -8,12 +8,10 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from painpath import glucose, pumps
-from painpath.models import Enrollment
-from painpath.protocols import schedule
+from painpath.protocols import active_enrollment, schedule
 
 
 class CareDetailsError(ValueError):
@@ -33,17 +31,6 @@ class CareDetails:
     clear_refill_due: bool = False  # no date given: clear it (pump patients only)
     diabetic: bool | None = None
     glucose_limit_mg_dl: float | str | None = None  # "" clears it (back to the default)
-
-
-def active_enrollment(session: Session, patient_id: str) -> Enrollment:
-    """The patient's active enrolment, or LookupError."""
-    enrollment = session.execute(
-        select(Enrollment).where(Enrollment.patient_id == patient_id,
-                                 Enrollment.status == "active")
-        .order_by(Enrollment.id.desc())).scalars().first()
-    if enrollment is None:
-        raise LookupError(f"patient {patient_id} has no active enrolment")
-    return enrollment
 
 
 def update(session: Session, patient_id: str, details: CareDetails,

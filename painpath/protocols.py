@@ -365,16 +365,22 @@ def show(session: Session, clinic_slug: str, procedure_id: str | None = None) ->
     return {"clinic": clinic_slug, "procedures": out}
 
 
-def reschedule_patient(session: Session, patient_id: str, procedure_at: datetime | None = None,
-                       cancel: bool = False) -> dict[str, Any]:
-    """Change the active enrolment's procedure time (reschedules pending check-ins),
-    or cancel it (cancels them)."""
+def active_enrollment(session: Session, patient_id: str) -> Enrollment:
+    """The patient's active enrolment, or LookupError."""
     enrollment = session.execute(
         select(Enrollment).where(Enrollment.patient_id == patient_id,
                                  Enrollment.status == "active")
         .order_by(Enrollment.id.desc())).scalars().first()
     if enrollment is None:
         raise LookupError(f"patient {patient_id} has no active enrolment")
+    return enrollment
+
+
+def reschedule_patient(session: Session, patient_id: str, procedure_at: datetime | None = None,
+                       cancel: bool = False) -> dict[str, Any]:
+    """Change the active enrolment's procedure time (reschedules pending check-ins),
+    or cancel it (cancels them)."""
+    enrollment = active_enrollment(session, patient_id)
     if cancel:
         enrollment.status = "cancelled"
         revoke_chat_links(session, patient_id)  # links sent so far stop working
